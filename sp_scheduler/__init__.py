@@ -1,0 +1,6 @@
+"""sp-scheduler: a distributed cron scheduler for Python jobs, built on Celery, RedBeat and Postgres."""
+
+from sp_scheduler.jobs import Extension, Job, JobContext, JobResult, PipelineStats, Trigger
+
+__all__ = ["Extension", "Job", "JobContext", "JobResult", "PipelineStats", "Trigger"]
+__version__ = "0.1.0"

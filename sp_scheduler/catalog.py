@@ -1,0 +1,159 @@
+"""The effective job catalogue: registered Job classes joined with their YAML entries.
+
+Every process (CLI, beat, worker) asks the same question: "which jobs exist, how are they scheduled
+and with what options?". This module answers it once, from a config and a registry, purely.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from sp_scheduler.config import DEFAULT_MISFIRE_GRACE, DEFAULT_QUEUE, JobConfig, Overlap, SchedulerConfig, read_config
+from sp_scheduler.cron import CronExpression, parse_schedule
+from sp_scheduler.errors import ConfigError, InvalidCronExpression, Problem, UnknownJob
+from sp_scheduler.jobs import Job
+from sp_scheduler.registry import Registry, discover
+from sp_scheduler.settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class JobDefinition:
+    """One job as every process sees it: its code, its YAML entry (if any) and derived options."""
+
+    name: str
+    extension: str
+    job: Job
+    entry: JobConfig | None = None
+    cron: CronExpression | None = None
+
+    @property
+    def configured(self) -> bool:
+        """Listed in config.yaml (or added by the profile)."""
+        return self.entry is not None
+
+    @property
+    def schedule(self) -> str:
+        """The schedule in force: the YAML one; "" (manual only) when the job is not configured."""
+        return self.entry.schedule if self.entry else ""
+
+    @property
+    def code_schedule(self) -> str:
+        """The default schedule the job's code declares."""
+        return self.job.schedule
+
+    @property
+    def yaml_enabled(self) -> bool:
+        """`enabled:` from the YAML; unconfigured jobs are not scheduled."""
+        return self.entry.enabled if self.entry else False
+
+    @property
+    def timezone(self) -> str:
+        return self.entry.timezone if self.entry else "UTC"
+
+    @property
+    def params(self) -> Mapping[str, Any]:
+        return self.entry.params if self.entry else {}
+
+    @property
+    def timeout(self) -> float | None:
+        return self.entry.timeout if self.entry else None
+
+    @property
+    def overlap(self) -> Overlap:
+        return self.entry.overlap if self.entry else "skip"
+
+    @property
+    def misfire_grace(self) -> float:
+        return self.entry.misfire_grace if self.entry else DEFAULT_MISFIRE_GRACE
+
+    @property
+    def queue(self) -> str:
+        return self.entry.queue if self.entry else DEFAULT_QUEUE
+
+    @property
+    def run_on_startup(self) -> bool:
+        """Both layers must agree (seeds): the code opts in and the YAML enables the job."""
+        return bool(self.job.run_on_startup) and self.yaml_enabled
+
+    def enabled(self, override: bool | None = None) -> bool:
+        """Effective enabled state: a CLI override (from Postgres) wins over the YAML."""
+        return self.yaml_enabled if override is None else override
+
+
+@dataclass(frozen=True, slots=True)
+class Catalog:
+    """All job definitions, by name, plus whether the scheduler as a whole is enabled."""
+
+    scheduler_enabled: bool
+    definitions: tuple[JobDefinition, ...]
+    config: SchedulerConfig | None = None
+    registry: Registry | None = field(default=None, repr=False)
+
+    def __iter__(self) -> Iterator[JobDefinition]:
+        return iter(self.definitions)
+
+    def __len__(self) -> int:
+        return len(self.definitions)
+
+    def names(self) -> list[str]:
+        return [definition.name for definition in self.definitions]
+
+    def find(self, name: str) -> JobDefinition | None:
+        return next((d for d in self.definitions if d.name == name), None)
+
+    def get(self, name: str) -> JobDefinition:
+        """The definition named `name`, or UnknownJob with a did-you-mean hint."""
+        found = self.find(name)
+        if found is None:
+            raise UnknownJob(name, self.names())
+        return found
+
+
+def build_catalog(config: SchedulerConfig, registry: Registry) -> tuple[Catalog, list[Problem]]:
+    """Join config and registry; report YAML entries naming unknown extensions or jobs."""
+    problems: list[Problem] = []
+    definitions: list[JobDefinition] = []
+    referenced: set[tuple[str, str]] = set()
+    for entry in config.jobs:
+        job = registry.resolve(entry.extension, entry.job)
+        if job is None:
+            if entry.extension not in registry.extensions:
+                known = ", ".join(registry.extensions) or "none"
+                reason = f"unknown extension {entry.extension!r} (loaded extensions: {known})"
+            else:
+                names = sorted(name for ext, name in registry.jobs if ext == entry.extension)
+                reason = f"extension {entry.extension!r} has no job {entry.job!r} (it has: {', '.join(names)})"
+            problems.append(Problem(entry.source, entry.name, reason))
+            continue
+        referenced.add((entry.extension, entry.job))
+        try:
+            cron = parse_schedule(entry.schedule, entry.timezone)
+        except InvalidCronExpression as exc:  # already reported by config validation
+            problems.append(Problem(entry.source, entry.name, f"schedule: {exc.reason}"))
+            continue
+        definitions.append(JobDefinition(entry.name, entry.extension, job, entry, cron))
+    taken = {definition.name for definition in definitions}
+    for (extension, name), registered in registry.jobs.items():
+        if (extension, name) in referenced or name in taken:
+            continue
+        definitions.append(JobDefinition(name, extension, registered.job))
+    catalog = Catalog(config.enabled, tuple(definitions), config, registry)
+    return catalog, problems
+
+
+def check_catalog(settings: Settings) -> tuple[Catalog, list[Problem], list[Problem]]:
+    """Read config, discover extensions and join them: (catalog, problems, warnings)."""
+    report = read_config(settings.config_path, settings.profile_path)
+    registry, registry_problems = discover(report.config.extensions)
+    catalog, catalog_problems = build_catalog(report.config, registry)
+    return catalog, [*report.problems, *registry_problems, *catalog_problems], list(report.warnings)
+
+
+def load_catalog(settings: Settings) -> Catalog:
+    """The catalogue, or ConfigError listing every problem in config and extensions."""
+    catalog, problems, _ = check_catalog(settings)
+    if problems:
+        raise ConfigError(problems)
+    return catalog

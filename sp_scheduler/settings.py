@@ -1,0 +1,106 @@
+"""One settings object, built from environment variables and CLI flags (twelve-factor: no secrets in YAML)."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from sp_scheduler.errors import UsageError
+
+DEFAULT_CONFIG = Path("services/scheduler/config.yaml")
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def _env_float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise UsageError(f"environment variable {name}={raw!r} is not a number") from None
+    if value <= 0:
+        raise UsageError(f"environment variable {name}={raw!r} must be positive")
+    return value
+
+
+def _env_bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = (env.get(name) or "").strip().lower()
+    if not raw:
+        return default
+    if raw in {"1", "true", "yes", "on"}:
+        return True
+    if raw in {"0", "false", "no", "off"}:
+        return False
+    raise UsageError(f"environment variable {name}={raw!r} must be on or off")
+
+
+def _default_actor() -> str:
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Where things are and how long leases last; read once per process."""
+
+    database_url: str | None = None
+    redis_url: str = DEFAULT_REDIS_URL
+    config_path: Path = DEFAULT_CONFIG
+    profile_path: Path | None = None
+    services_dir: Path = Path("services")
+    output_dir: Path = Path("web/dist")
+    lease_seconds: float = 30.0
+    db_pool_size: int = 4
+    ledger_synchronous_commit: bool = True
+    actor: str = field(default_factory=_default_actor)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Settings from `SP_*` variables; explicit overrides (CLI flags) win when not None."""
+        env = os.environ if env is None else env
+        profile = env.get("SP_PROFILE") or None
+        settings = cls(
+            database_url=env.get("SP_DATABASE_URL") or None,
+            redis_url=env.get("SP_REDIS_URL") or DEFAULT_REDIS_URL,
+            config_path=Path(env.get("SP_CONFIG") or DEFAULT_CONFIG),
+            profile_path=Path(profile) if profile else None,
+            services_dir=Path(env.get("SP_SERVICES_DIR") or "services"),
+            output_dir=Path(env.get("SP_OUTPUT_DIR") or "web/dist"),
+            lease_seconds=_env_float(env, "SP_RUN_LEASE", 30.0),
+            db_pool_size=int(_env_float(env, "SP_DB_POOL_SIZE", 4)),
+            ledger_synchronous_commit=_env_bool(env, "SP_LEDGER_SYNC_COMMIT", True),
+            actor=env.get("SP_ACTOR") or _default_actor(),
+        )
+        return replace(settings, **{key: value for key, value in overrides.items() if value is not None})
+
+    def require_database_url(self) -> str:
+        """The database URL, or a one-line error saying how to set it."""
+        if not self.database_url:
+            raise UsageError("no database configured: set SP_DATABASE_URL or pass --database-url")
+        return self.database_url
+
+    def to_env(self) -> dict[str, str]:
+        """The same settings as environment variables, for child processes (beat, worker)."""
+        env = {
+            "SP_REDIS_URL": self.redis_url,
+            "SP_CONFIG": str(self.config_path),
+            "SP_SERVICES_DIR": str(self.services_dir),
+            "SP_OUTPUT_DIR": str(self.output_dir),
+            "SP_RUN_LEASE": str(self.lease_seconds),
+            "SP_DB_POOL_SIZE": str(self.db_pool_size),
+            "SP_LEDGER_SYNC_COMMIT": "on" if self.ledger_synchronous_commit else "off",
+        }
+        if self.database_url:
+            env["SP_DATABASE_URL"] = self.database_url
+        if self.profile_path:
+            env["SP_PROFILE"] = str(self.profile_path)
+        return env

@@ -1,0 +1,106 @@
+"""A `testing` extension with jobs whose behaviour tests can predict: succeed, fail, raise, sleep, log, query."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from pathlib import Path
+
+from sp_scheduler import Extension, Job, JobContext, JobResult
+
+
+class Noop(Job):
+    name = "noop"
+    description = "Does nothing, successfully"
+
+    async def execute(self, ctx: JobContext) -> JobResult:
+        return JobResult.success().with_stats(1, 0).with_message("nothing to do")
+
+
+class FailSoftly(Job):
+    name = "fail_softly"
+    description = "Returns a recoverable failure"
+
+    async def execute(self, ctx: JobContext) -> JobResult:
+        return JobResult.failure("Database not available")
+
+
+class Explode(Job):
+    name = "explode"
+    description = "Raises an exception"
+
+    async def execute(self, ctx: JobContext) -> JobResult:
+        raise RuntimeError("kaboom: the job blew up")
+
+
+class Sleepy(Job):
+    name = "sleepy"
+    description = "Sleeps for the `seconds` parameter, then succeeds; writes a marker file when it starts"
+
+    async def execute(self, ctx: JobContext) -> JobResult:
+        marker = ctx.get_parameter("marker", "")
+        if marker:
+            Path(marker).write_text(f"{os.getpid()}\n")
+        await asyncio.sleep(ctx.get_parameter("seconds", 1.0))
+        return JobResult.success().with_message("rested")
+
+
+class BlockingSleepy(Job):
+    name = "blocking_sleepy"
+    description = "Blocks its event loop (time.sleep) for `seconds`: a badly behaved job"
+
+    async def execute(self, ctx: JobContext) -> JobResult:
+        time.sleep(ctx.get_parameter("seconds", 1.0))
+        return JobResult.success()
+
+
+class Chatty(Job):
+    name = "chatty"
+    description = "Logs through its context logger at several levels"
+
+    async def execute(self, ctx: JobContext) -> JobResult:
+        ctx.logger.info("counting items", extra={"count": 3})
+        ctx.logger.warning("one item looks odd")
+        ctx.logger.error("one item failed", extra={"item": "b"})
+        return JobResult.success().with_stats(2, 1)
+
+
+class CountRows(Job):
+    name = "count_rows"
+    description = "Queries the database through ctx.db_pool"
+
+    async def execute(self, ctx: JobContext) -> JobResult:
+        async with ctx.db_pool.connection() as conn:
+            cur = await conn.execute("SELECT count(*) FROM sp_job_runs")
+            row = await cur.fetchone()
+        count = int(row[0]) if row else 0
+        return JobResult.success().with_stats(count, 0).with_message(f"{count} runs in the ledger")
+
+
+class Params(Job):
+    name = "echo_params"
+    description = "Reports its parameters in its message"
+
+    async def execute(self, ctx: JobContext) -> JobResult:
+        return JobResult.success().with_message(",".join(f"{k}={v}" for k, v in sorted(ctx.parameters.items())))
+
+
+class Startup(Job):
+    name = "startup_marker"
+    description = "Runs on startup"
+    schedule = "0 0 0 1 1 *"
+    run_on_startup = True
+
+    async def execute(self, ctx: JobContext) -> JobResult:
+        return JobResult.success()
+
+
+extension = Extension(
+    "testing",
+    (Noop(), FailSoftly(), Explode(), Sleepy(), BlockingSleepy(), Chatty(), CountRows(), Params(), Startup()),
+)
+
+# For registry tests: a second extension that reuses a job name.
+clashing = Extension("clash", (Noop(),))
+NOT_AN_EXTENSION = object()

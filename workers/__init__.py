@@ -1,0 +1,1 @@
+"""Job code shipped with sp-scheduler, one package per extension (core, web)."""

@@ -1,0 +1,21 @@
+"""The `core` extension: maintenance jobs that keep the application healthy."""
+
+from sp_scheduler import Extension
+from workers.core.jobs import (
+    CleanupAnonymousUsers,
+    CleanupEmptyContexts,
+    CleanupInactiveSessions,
+    DatabaseCleanup,
+    PublishContent,
+)
+
+extension = Extension(
+    name="core",
+    job_list=(
+        CleanupAnonymousUsers(),
+        CleanupEmptyContexts(),
+        CleanupInactiveSessions(),
+        DatabaseCleanup(),
+        PublishContent(),
+    ),
+)
