@@ -1,0 +1,69 @@
+"""Postgres access: schema migrations, the runs ledger, job state overrides and logs.
+
+Every function takes a sync psycopg connection first and runs in its own transaction; use
+`connect()` for one-off commands and `open_pool()` in long-lived processes.
+"""
+
+from sp_scheduler.store.connection import connect, describe_url, open_pool
+from sp_scheduler.store.logs import LogRecordRow, query_logs, write_logs
+from sp_scheduler.store.migrate import CODE_SCHEMA_VERSION, migrate, require_current_schema, schema_version
+from sp_scheduler.store.records import (
+    FINISHED_STATUSES,
+    RUN_STATUSES,
+    Claim,
+    ClaimOutcome,
+    FinishStatus,
+    Overlap,
+    RunRecord,
+    RunStatus,
+    slot_run_id,
+)
+from sp_scheduler.store.runs import (
+    claim_run,
+    enqueue_run,
+    finish_run,
+    get_run,
+    heartbeat,
+    history,
+    last_runs,
+    last_with_status,
+    reap_lost,
+    record_slot,
+)
+from sp_scheduler.store.state import Override, get_override, get_overrides, set_enabled
+
+__all__ = [
+    "CODE_SCHEMA_VERSION",
+    "FINISHED_STATUSES",
+    "RUN_STATUSES",
+    "Claim",
+    "ClaimOutcome",
+    "FinishStatus",
+    "LogRecordRow",
+    "Overlap",
+    "Override",
+    "RunRecord",
+    "RunStatus",
+    "claim_run",
+    "connect",
+    "describe_url",
+    "enqueue_run",
+    "finish_run",
+    "get_override",
+    "get_overrides",
+    "get_run",
+    "heartbeat",
+    "history",
+    "last_runs",
+    "last_with_status",
+    "migrate",
+    "open_pool",
+    "query_logs",
+    "reap_lost",
+    "record_slot",
+    "require_current_schema",
+    "schema_version",
+    "set_enabled",
+    "slot_run_id",
+    "write_logs",
+]

@@ -1,0 +1,100 @@
+"""Opening Postgres connections and pools, with one clear error when the server cannot be reached."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import psycopg
+from psycopg import conninfo
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from sp_scheduler.errors import DatabaseUnavailable, UsageError
+
+log = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT_SECONDS = 5
+APPLICATION_NAME = "sp-scheduler"
+
+
+def describe_url(url: str) -> str:
+    """`host:port/dbname` (or `socket-dir:port/dbname`) for messages: never the password."""
+    try:
+        params = conninfo.conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        return "<malformed database URL>"
+    host = str(params.get("host") or params.get("hostaddr") or "localhost")
+    port = str(params.get("port") or 5432)
+    dbname = str(params.get("dbname") or params.get("user") or "postgres")
+    return f"{host}:{port}/{dbname}"
+
+
+def _conninfo(url: str) -> str:
+    """The URL as a conninfo string with our defaults, unless the URL sets them itself."""
+    try:
+        params = conninfo.conninfo_to_dict(url)
+    except psycopg.ProgrammingError as exc:
+        raise UsageError(f"invalid database URL: {_first_line(exc)}") from None
+    params.setdefault("connect_timeout", CONNECT_TIMEOUT_SECONDS)
+    params.setdefault("application_name", APPLICATION_NAME)
+    return conninfo.make_conninfo("", **params)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def connect(url: str, *, autocommit: bool = False) -> psycopg.Connection[Any]:
+    """One connection; a server that does not answer within 5 s becomes `DatabaseUnavailable`."""
+    try:
+        return psycopg.connect(_conninfo(url), autocommit=autocommit)
+    except psycopg.OperationalError as exc:
+        raise DatabaseUnavailable(f"cannot reach Postgres at {describe_url(url)}: {_first_line(exc)}") from None
+
+
+def open_pool(
+    url: str,
+    *,
+    min_size: int = 1,
+    max_size: int = 4,
+    name: str = "sp-ledger",
+    timeout: float = 10.0,
+    autocommit: bool = False,
+    check_on_checkout: bool = True,
+    synchronous_commit: bool = True,
+) -> ConnectionPool[psycopg.Connection[Any]]:
+    """An open sync pool; by default non-autocommit and checked on checkout so a Postgres restart heals.
+
+    Hot paths (the worker's ledger) pass `autocommit=True, check_on_checkout=False` and retry once on
+    `OperationalError` instead, saving two round trips per call; `synchronous_commit=False` makes their
+    commits asynchronous (see docs/decisions.md). One probe connection first turns an unreachable
+    server into a fast, readable error instead of the pool's silent retries until its timeout.
+    """
+    connect(url).close()
+
+    def configure(conn: psycopg.Connection[Any]) -> None:
+        if not synchronous_commit:
+            conn.execute("SET synchronous_commit = off")
+            if not conn.autocommit:
+                conn.commit()
+
+    pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
+        _conninfo(url),
+        min_size=min_size,
+        max_size=max_size,
+        name=name,
+        kwargs={"autocommit": autocommit},
+        configure=configure,
+        check=ConnectionPool.check_connection if check_on_checkout else None,
+        open=False,
+    )
+    try:
+        pool.open(wait=True, timeout=timeout)
+    except PoolTimeout:
+        pool.close()
+        raise DatabaseUnavailable(
+            f"cannot reach Postgres at {describe_url(url)}: pool {name!r} did not open within {timeout:g} s"
+        ) from None
+    log.debug("database pool open", extra={"pool": name, "database": describe_url(url), "max_size": max_size})
+    return pool

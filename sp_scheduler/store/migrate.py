@@ -1,0 +1,117 @@
+"""Versioned schema migrations: numbered SQL files applied in order, each in its own transaction.
+
+Files are `migrations/NNNN_name.sql` shipped as package data; the number is the schema version.
+`sp_schema_migrations` records what a database has. Concurrent starters serialise on a session
+advisory lock, so two processes migrating at once apply each file exactly once.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import psycopg
+from psycopg import pq
+from psycopg.rows import tuple_row
+
+from sp_scheduler.errors import SchemaOutOfDate
+
+log = logging.getLogger(__name__)
+
+_FILE_NAME = re.compile(r"^(\d{4})_(\w+)\.sql$")
+# A fixed key ("sp_sched" in ASCII) so every sp-scheduler process contends for the same lock.
+_MIGRATION_LOCK_KEY = 0x73705F7363686564
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    """One SQL file: its version number, name and text."""
+
+    version: int
+    name: str
+    sql: str
+
+
+@cache
+def load_migrations() -> tuple[Migration, ...]:
+    """Every migration shipped with this code, in version order; duplicate numbers are a packaging bug."""
+    found: dict[int, Migration] = {}
+    for entry in resources.files("sp_scheduler.store.migrations").iterdir():
+        match = _FILE_NAME.match(entry.name)
+        if match is None:
+            continue
+        version = int(match.group(1))
+        if version in found:
+            raise RuntimeError(f"two migrations share version {version}: {found[version].name}, {match.group(2)}")
+        found[version] = Migration(version, match.group(2), entry.read_text(encoding="utf-8"))
+    return tuple(found[v] for v in sorted(found))
+
+
+CODE_SCHEMA_VERSION: int = max((m.version for m in load_migrations()), default=0)
+
+
+def schema_version(conn: psycopg.Connection[Any]) -> int:
+    """The highest migration the database has applied; 0 when it has never been migrated."""
+    with conn.transaction(), conn.cursor(row_factory=tuple_row) as cur:
+        row = cur.execute("SELECT to_regclass('sp_schema_migrations') IS NOT NULL").fetchone()
+        if row is None or not row[0]:
+            return 0
+        row = cur.execute("SELECT coalesce(max(version), 0) FROM sp_schema_migrations").fetchone()
+    return int(row[0]) if row else 0
+
+
+def require_current_schema(conn: psycopg.Connection[Any]) -> None:
+    """Refuse to run against a schema older than the code; a newer one is fine (rolling upgrades)."""
+    current = schema_version(conn)
+    if current < CODE_SCHEMA_VERSION:
+        raise SchemaOutOfDate(
+            f"database schema is at version {current} but this code needs {CODE_SCHEMA_VERSION}: "
+            "run `sp-scheduler db migrate`"
+        )
+
+
+def migrate(conn: psycopg.Connection[Any]) -> list[int]:
+    """Apply every pending migration and return the versions applied (empty when already current).
+
+    The connection must have no transaction open: each file commits on its own, so a failure leaves
+    the database at the last good version.
+    """
+    if conn.info.transaction_status != pq.TransactionStatus.IDLE:
+        raise RuntimeError("migrate() needs a connection with no transaction in progress")
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_lock(%s)", (_MIGRATION_LOCK_KEY,))
+    try:
+        return _apply_pending(conn)
+    finally:
+        if not conn.broken:
+            with conn.transaction():
+                conn.execute("SELECT pg_advisory_unlock(%s)", (_MIGRATION_LOCK_KEY,))
+
+
+def _apply_pending(conn: psycopg.Connection[Any]) -> list[int]:
+    with conn.transaction(), conn.cursor(row_factory=tuple_row) as cur:
+        cur.execute(
+            "CREATE TABLE IF NOT EXISTS sp_schema_migrations ("
+            " version integer PRIMARY KEY,"
+            " name text NOT NULL,"
+            " applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        applied = {int(v) for (v,) in cur.execute("SELECT version FROM sp_schema_migrations").fetchall()}
+    done: list[int] = []
+    for migration in load_migrations():
+        if migration.version in applied:
+            continue
+        with conn.transaction():
+            # Bytes: the file holds several statements, sent as one simple query.
+            conn.execute(migration.sql.encode("utf-8"))
+            conn.execute(
+                "INSERT INTO sp_schema_migrations (version, name) VALUES (%s, %s)",
+                (migration.version, migration.name),
+            )
+        log.info("applied schema migration", extra={"version": migration.version, "migration": migration.name})
+        done.append(migration.version)
+    return done

@@ -1,0 +1,148 @@
+"""Typed records of the runs ledger and the row plumbing shared by its queries."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime
+from typing import Any, Literal, get_args
+
+import psycopg
+from psycopg import sql
+
+from sp_scheduler.errors import UnknownRun
+from sp_scheduler.jobs import Trigger
+
+RunStatus = Literal["queued", "running", "succeeded", "failed", "timeout", "lost", "skipped", "missed"]
+RUN_STATUSES: tuple[RunStatus, ...] = get_args(RunStatus)
+FinishStatus = Literal["succeeded", "failed", "timeout"]
+FINISHED_STATUSES: frozenset[RunStatus] = frozenset({"succeeded", "failed", "timeout", "lost", "skipped", "missed"})
+Overlap = Literal["skip", "allow"]
+ClaimOutcome = Literal["run", "duplicate", "skipped"]
+
+# Fixed namespace: beat and every worker must derive the same id for the same slot, forever.
+_SLOT_NAMESPACE = uuid.UUID("5f0c6a8e-2d4b-5c1e-9a7f-3b8d2e6c4a10")
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    return value.astimezone(UTC) if value is not None else None
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    """One row of `sp_job_runs`: a run, or a slot recorded as skipped or missed."""
+
+    id: str
+    job_name: str
+    trigger: Trigger
+    scheduled_for: datetime | None
+    enqueued_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    status: RunStatus
+    message: str | None
+    items_processed: int
+    items_failed: int
+    duration_ms: int | None
+    error: str | None
+    traceback: str | None
+    worker: str | None
+    attempt: int
+    lease_expires_at: datetime | None
+    params: dict[str, Any]
+    created_at: datetime
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> RunRecord:
+        """Build from a dict row; datetimes normalised to UTC whatever the session time zone."""
+        values = {f.name: row[f.name] for f in fields(cls)}
+        values["id"] = str(values["id"])
+        for name in ("scheduled_for", "enqueued_at", "started_at", "finished_at", "lease_expires_at", "created_at"):
+            values[name] = _utc(values[name])
+        values["params"] = dict(values["params"] or {})
+        return cls(**values)
+
+    @property
+    def finished(self) -> bool:
+        """Whether the run has reached a final status."""
+        return self.status in FINISHED_STATUSES
+
+    @property
+    def lateness_ms(self) -> int | None:
+        """How long after its slot the run started; None for manual runs and runs that never started."""
+        if self.started_at is None or self.scheduled_for is None:
+            return None
+        return int((self.started_at - self.scheduled_for).total_seconds() * 1000)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: datetimes as ISO-8601 strings, everything else as stored."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = value.isoformat() if isinstance(value, datetime) else value
+        out["params"] = dict(self.params)
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """What `claim_run` decided: run it, it is a duplicate delivery, or it was recorded as skipped."""
+
+    outcome: ClaimOutcome
+    record: RunRecord | None
+    reason: str | None
+
+
+COLUMNS = sql.SQL(", ").join(sql.Identifier(f.name) for f in fields(RunRecord))
+
+
+Query = sql.SQL | sql.Composed
+QueryParams = Sequence[Any] | Mapping[str, Any]
+
+
+def fetch_one(cur: psycopg.Cursor[dict[str, Any]], query: Query, params: QueryParams) -> RunRecord | None:
+    """The single row a query returns, as a record; None when there is none."""
+    row = cur.execute(query, params).fetchone()
+    return RunRecord.from_row(row) if row is not None else None
+
+
+def fetch_returned(cur: psycopg.Cursor[dict[str, Any]], query: Query, params: QueryParams) -> RunRecord:
+    """The row of an INSERT/UPDATE ... RETURNING that cannot miss."""
+    record = fetch_one(cur, query, params)
+    if record is None:
+        raise RuntimeError("statement returned no row")
+    return record
+
+
+def where_clause(conditions: Sequence[sql.Composable]) -> sql.Composable:
+    """` WHERE a AND b ...`, or nothing when there are no conditions."""
+    if not conditions:
+        return sql.SQL("")
+    return sql.SQL(" WHERE ") + sql.SQL(" AND ").join(conditions)
+
+
+def slot_run_id(job_name: str, scheduled_for: datetime) -> str:
+    """The run id of a scheduled slot: uuid5 of the job name and the slot's UTC instant."""
+    if scheduled_for.tzinfo is None:
+        raise ValueError("scheduled_for must be timezone-aware")
+    instant = scheduled_for.astimezone(UTC).isoformat(timespec="microseconds")
+    return str(uuid.uuid5(_SLOT_NAMESPACE, f"{job_name}@{instant}"))
+
+
+def run_uuid(run_id: str) -> uuid.UUID:
+    """Parse a run id from a user or a message; a malformed one is simply not a run we know."""
+    try:
+        return uuid.UUID(str(run_id))
+    except ValueError:
+        raise UnknownRun(f"unknown run {run_id!r}: not a run id") from None
+
+
+def atomic(conn: psycopg.Connection[Any]) -> AbstractContextManager[object]:
+    """One transaction around a store call; on an autocommit connection a single statement already is one.
+
+    The worker's ledger pool uses autocommit so its one-statement calls (claim, heartbeat, finish) cost
+    one round trip each instead of three (BEGIN, statement, COMMIT).
+    """
+    return nullcontext() if conn.autocommit else conn.transaction()

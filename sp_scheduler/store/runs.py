@@ -1,0 +1,301 @@
+"""The runs ledger: one row per run and per slot that did not run, claimed before a job executes.
+
+Every timestamp comes from the database clock (`clock_timestamp()`) so all workers and beat agree.
+A scheduled slot's id is derived from the job name and instant (`slot_run_id`), and a partial unique
+index on `(job_name, scheduled_for)` turns "a slot delivered twice runs once" into a constraint.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any, Literal, get_args
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from sp_scheduler.errors import UnknownRun
+from sp_scheduler.jobs import Trigger
+from sp_scheduler.store.logs import INSERT_LOGS, LogRecordRow, log_columns
+from sp_scheduler.store.records import (
+    COLUMNS,
+    RUN_STATUSES,
+    Claim,
+    ClaimOutcome,
+    FinishStatus,
+    Overlap,
+    RunRecord,
+    RunStatus,
+    atomic,
+    fetch_one,
+    fetch_returned,
+    run_uuid,
+    slot_run_id,
+    where_clause,
+)
+
+log = logging.getLogger(__name__)
+
+
+def enqueue_run(
+    conn: psycopg.Connection[Any],
+    *,
+    run_id: str,
+    job_name: str,
+    trigger: Trigger,
+    scheduled_for: datetime | None,
+    params: Mapping[str, Any],
+) -> RunRecord:
+    """Record a 'queued' run before its Celery message is sent (manual and startup runs)."""
+    query = sql.SQL(
+        "INSERT INTO sp_job_runs (id, job_name, trigger, scheduled_for, status, enqueued_at, params)"
+        " VALUES (%s, %s, %s, %s, 'queued', clock_timestamp(), %s) RETURNING {cols}"
+    ).format(cols=COLUMNS)
+    with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+        return fetch_returned(cur, query, (run_id, job_name, trigger, scheduled_for, Jsonb(dict(params))))
+
+
+def claim_run(
+    conn: psycopg.Connection[Any],
+    *,
+    run_id: str,
+    job_name: str,
+    trigger: Trigger,
+    scheduled_for: datetime | None,
+    params: Mapping[str, Any],
+    worker: str,
+    lease_seconds: float,
+    overlap: Overlap,
+    enabled: bool,
+    use_override: bool = False,
+) -> Claim:
+    """Claim a delivery in one round trip: run it, recognise a duplicate, or record it as skipped.
+
+    `sp_claim_run` (migration 0002) takes a per-job advisory lock, so the overlap check and the
+    insert cannot interleave between workers. With `use_override`, an enable/disable override in
+    `sp_job_state` wins over `enabled` (scheduled slots). For a duplicate, `record` is the row that
+    already holds the slot or id.
+    """
+    if trigger == "schedule" and scheduled_for is None:
+        raise ValueError("a scheduled run needs its slot (scheduled_for)")
+    with atomic(conn), conn.cursor(row_factory=dict_row) as cur:
+        row = cur.execute(
+            "SELECT c.outcome, c.reason, (c.run).* FROM sp_claim_run(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) AS c",
+            (
+                run_uuid(run_id),
+                job_name,
+                trigger,
+                scheduled_for,
+                Jsonb(dict(params)),
+                worker,
+                float(lease_seconds),
+                overlap,
+                enabled,
+                use_override,
+            ),
+        ).fetchone()
+    if row is None:
+        raise RuntimeError("sp_claim_run returned no row")
+    outcome: ClaimOutcome = row.pop("outcome")
+    reason: str | None = row.pop("reason")
+    record = RunRecord.from_row(row)
+    extra = {"job": job_name, "run_id": record.id, "reason": reason}
+    if outcome == "duplicate":
+        log.info("duplicate delivery ignored", extra=extra)
+    elif outcome == "skipped":
+        log.info("run skipped", extra=extra)
+    return Claim(outcome, record, reason)
+
+
+_SELECT_BY_ID = sql.SQL("SELECT {cols} FROM sp_job_runs WHERE id = %s").format(cols=COLUMNS)
+
+
+def heartbeat(conn: psycopg.Connection[Any], run_ids: Sequence[str], lease_seconds: float) -> int:
+    """Extend the leases of these runs that are still running; returns how many were extended."""
+    if not run_ids:
+        return 0
+    with atomic(conn), conn.cursor() as cur:
+        cur.execute(
+            "UPDATE sp_job_runs SET lease_expires_at = clock_timestamp() + make_interval(secs => %s)"
+            " WHERE id = ANY(%s::uuid[]) AND status = 'running'",
+            (float(lease_seconds), list(run_ids)),
+        )
+        return cur.rowcount
+
+
+_FINISH = sql.SQL(
+    "UPDATE sp_job_runs SET status = %s, message = %s, items_processed = %s, items_failed = %s,"
+    " duration_ms = %s, error = %s, traceback = %s, finished_at = clock_timestamp(), lease_expires_at = NULL"
+    " WHERE id = %s AND status IN ('queued', 'running', 'lost') RETURNING {cols}"
+).format(cols=COLUMNS)
+
+
+def finish_run(
+    conn: psycopg.Connection[Any],
+    run_id: str,
+    *,
+    status: FinishStatus,
+    message: str | None,
+    items_processed: int,
+    items_failed: int,
+    duration_ms: int | None,
+    error: str | None = None,
+    traceback: str | None = None,
+    logs: Sequence[LogRecordRow] = (),
+) -> RunRecord:
+    """Record a run's outcome, and its last log lines in the same statement.
+
+    Allowed from 'running'; from 'lost' (a run the reaper gave up on that then really finished records
+    its true outcome); and from 'queued' (a run whose message could not be published is closed as
+    failed). A run already finished otherwise is left as it is and returned.
+    """
+    if status not in get_args(FinishStatus):
+        raise ValueError(f"cannot finish a run as {status!r}")
+    key = run_uuid(run_id)
+    values: tuple[Any, ...] = (status, message, items_processed, items_failed, duration_ms, error, traceback, key)
+    query: sql.Composed = _FINISH
+    if logs:  # one statement: the log lines ride along in a data-modifying CTE
+        query = sql.SQL("WITH logged AS ({insert}) ").format(insert=sql.SQL(INSERT_LOGS)) + _FINISH
+        values = log_columns(logs) + values
+    with atomic(conn), conn.cursor(row_factory=dict_row) as cur:
+        record = fetch_one(cur, query, values)
+        if record is not None:
+            return record
+        current = fetch_one(cur, _SELECT_BY_ID, (key,))
+    if current is None:
+        raise UnknownRun(f"unknown run {run_id}")
+    log.warning(
+        "run already finished; outcome not recorded",
+        extra={"job": current.job_name, "run_id": run_id, "status": current.status, "outcome": status},
+    )
+    return current
+
+
+def reap_lost(conn: psycopg.Connection[Any]) -> list[RunRecord]:
+    """Mark running rows whose lease expired as 'lost'; concurrent reapers skip each other's rows."""
+    query = sql.SQL(
+        "WITH expired AS ("
+        " SELECT id AS expired_id FROM sp_job_runs"
+        " WHERE status = 'running' AND lease_expires_at < clock_timestamp()"
+        " FOR UPDATE SKIP LOCKED)"
+        " UPDATE sp_job_runs SET status = 'lost', finished_at = clock_timestamp(),"
+        " message = 'worker stopped heartbeating; lease expired at '"
+        " || to_char(lease_expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
+        " FROM expired WHERE id = expired_id RETURNING {cols}"
+    ).format(cols=COLUMNS)
+    with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+        lost = sorted((RunRecord.from_row(r) for r in cur.execute(query).fetchall()), key=lambda r: r.created_at)
+    for record in lost:
+        log.warning(
+            "run lost: lease expired",
+            extra={"job": record.job_name, "run_id": record.id, "worker": record.worker},
+        )
+    return lost
+
+
+def record_slot(
+    conn: psycopg.Connection[Any],
+    *,
+    job_name: str,
+    scheduled_for: datetime,
+    status: Literal["missed", "skipped"],
+    message: str,
+) -> bool:
+    """Record a slot that will not run (beat was down, or it was skipped); False if the slot has a row."""
+    with conn.transaction(), conn.cursor() as cur:
+        cur.execute(
+            "INSERT INTO sp_job_runs (id, job_name, trigger, scheduled_for, status, message, finished_at)"
+            " VALUES (%s, %s, 'schedule', %s, %s, %s, clock_timestamp()) ON CONFLICT DO NOTHING",
+            (slot_run_id(job_name, scheduled_for), job_name, scheduled_for, status, message),
+        )
+        return cur.rowcount == 1
+
+
+def get_run(conn: psycopg.Connection[Any], run_id: str) -> RunRecord:
+    """One run by id; `UnknownRun` when the ledger does not hold it."""
+    key = run_uuid(run_id)
+    with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+        record = fetch_one(cur, _SELECT_BY_ID, (key,))
+    if record is None:
+        raise UnknownRun(f"unknown run {run_id}")
+    return record
+
+
+def history(
+    conn: psycopg.Connection[Any],
+    *,
+    job: str | None = None,
+    status: RunStatus | None = None,
+    limit: int = 50,
+) -> list[RunRecord]:
+    """Runs newest first, optionally of one job and/or one status; each filter has its own index."""
+    if limit < 1:
+        raise ValueError("limit must be at least 1")
+    conditions: list[sql.Composable] = []
+    params: list[Any] = []
+    if job is not None:
+        conditions.append(sql.SQL("job_name = %s"))
+        params.append(job)
+    if status is not None:
+        if status not in RUN_STATUSES:
+            raise ValueError(f"unknown run status {status!r}")
+        conditions.append(sql.SQL("status = %s"))
+        params.append(status)
+    query = sql.SQL("SELECT {cols} FROM sp_job_runs{where} ORDER BY created_at DESC, id DESC LIMIT %s").format(
+        cols=COLUMNS, where=where_clause(conditions)
+    )
+    with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(query, [*params, limit]).fetchall()
+    return [RunRecord.from_row(row) for row in rows]
+
+
+def last_runs(conn: psycopg.Connection[Any], job_names: Sequence[str] | None = None) -> dict[str, RunRecord]:
+    """The newest row of each job (of every job in the ledger when `job_names` is None)."""
+    return _latest_per_job(conn, job_names, statuses=None)
+
+
+def last_with_status(
+    conn: psycopg.Connection[Any], statuses: Sequence[RunStatus], job_names: Sequence[str] | None = None
+) -> dict[str, RunRecord]:
+    """The newest row of each job among `statuses`: "last success", "last failure" in `jobs status`."""
+    return _latest_per_job(conn, job_names, statuses=list(statuses))
+
+
+# Distinct job names by skipping through the (job_name, created_at) index, one probe per job, rather
+# than scanning millions of rows.
+_ALL_JOB_NAMES = sql.SQL(
+    "WITH RECURSIVE names(job_name) AS ("
+    " (SELECT job_name FROM sp_job_runs ORDER BY job_name LIMIT 1)"
+    " UNION ALL"
+    " SELECT (SELECT r.job_name FROM sp_job_runs r WHERE r.job_name > n.job_name ORDER BY r.job_name LIMIT 1)"
+    " FROM names n WHERE n.job_name IS NOT NULL)"
+)
+_GIVEN_JOB_NAMES = sql.SQL("WITH names(job_name) AS (SELECT DISTINCT unnest(%(names)s::text[]))")
+
+
+def _latest_per_job(
+    conn: psycopg.Connection[Any], job_names: Sequence[str] | None, *, statuses: list[RunStatus] | None
+) -> dict[str, RunRecord]:
+    """One index probe per job (per job and status when filtering) instead of sorting the whole table."""
+    if job_names is not None and not job_names:
+        return {}
+    if statuses is not None and not statuses:
+        return {}
+    if statuses is None:
+        per_job = sql.SQL("CROSS JOIN LATERAL (SELECT {cols} FROM sp_job_runs WHERE job_name = n.job_name")
+    else:
+        per_job = sql.SQL(
+            "CROSS JOIN unnest(%(statuses)s::text[]) AS s(status)"
+            " CROSS JOIN LATERAL (SELECT {cols} FROM sp_job_runs WHERE job_name = n.job_name AND status = s.status"
+        )
+    query = sql.SQL(
+        "{names} SELECT DISTINCT ON (r.job_name) r.* FROM names n {per_job} ORDER BY created_at DESC LIMIT 1) r"
+        " WHERE n.job_name IS NOT NULL ORDER BY r.job_name, r.created_at DESC"
+    ).format(names=_ALL_JOB_NAMES if job_names is None else _GIVEN_JOB_NAMES, per_job=per_job.format(cols=COLUMNS))
+    params = {"names": list(job_names or []), "statuses": list(statuses or [])}
+    with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(query, params).fetchall()
+    return {row["job_name"]: RunRecord.from_row(row) for row in rows}

@@ -1,0 +1,516 @@
+"""The Postgres store against a real server: schema, slot claims, leases, history, overrides and logs."""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any, TypeVar
+
+import psycopg
+import pytest
+
+from sp_scheduler.errors import DatabaseUnavailable, SchemaOutOfDate, UnknownRun, UsageError
+from sp_scheduler.jobs import Trigger
+from sp_scheduler.store import (
+    CODE_SCHEMA_VERSION,
+    Claim,
+    LogRecordRow,
+    Overlap,
+    RunRecord,
+    claim_run,
+    connect,
+    describe_url,
+    enqueue_run,
+    finish_run,
+    get_override,
+    get_overrides,
+    get_run,
+    heartbeat,
+    history,
+    last_runs,
+    last_with_status,
+    migrate,
+    open_pool,
+    query_logs,
+    reap_lost,
+    record_slot,
+    require_current_schema,
+    schema_version,
+    set_enabled,
+    slot_run_id,
+    write_logs,
+)
+from tests.support import free_port, wait_until
+
+pytestmark = pytest.mark.integration
+
+_T = TypeVar("_T")
+SLOT = datetime(2025, 1, 1, 3, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def conn(database_url: str) -> Iterator[psycopg.Connection[Any]]:
+    with connect(database_url) as connection:
+        yield connection
+
+
+def claim(
+    conn: psycopg.Connection[Any],
+    job: str = "cleanup",
+    slot: datetime | None = SLOT,
+    *,
+    trigger: Trigger = "schedule",
+    run_id: str | None = None,
+    overlap: Overlap = "skip",
+    enabled: bool = True,
+    lease_seconds: float = 60.0,
+    worker: str = "host-a:1",
+) -> Claim:
+    if run_id is None:
+        run_id = slot_run_id(job, slot) if slot is not None else str(uuid.uuid4())
+    return claim_run(
+        conn,
+        run_id=run_id,
+        job_name=job,
+        trigger=trigger,
+        scheduled_for=slot,
+        params={"days": 30},
+        worker=worker,
+        lease_seconds=lease_seconds,
+        overlap=overlap,
+        enabled=enabled,
+    )
+
+
+def in_threads(count: int, work: Callable[[int], _T]) -> list[_T]:
+    """Run `work(i)` in `count` threads released together by a barrier."""
+    barrier = threading.Barrier(count)
+
+    def start(i: int) -> _T:
+        barrier.wait(timeout=10)
+        return work(i)
+
+    with ThreadPoolExecutor(max_workers=count) as pool:
+        return list(pool.map(start, range(count)))
+
+
+def finish(conn: psycopg.Connection[Any], run_id: str, **overrides: Any) -> RunRecord:
+    outcome: dict[str, Any] = {
+        "status": "succeeded",
+        "message": "Deleted 42",
+        "items_processed": 42,
+        "items_failed": 1,
+        "duration_ms": 1500,
+    }
+    outcome.update(overrides)
+    return finish_run(conn, run_id, **outcome)
+
+
+# -- connections and schema -----------------------------------------------------------------------------
+
+
+def test_connect_to_a_closed_port_names_the_server_and_hides_the_password() -> None:
+    port = free_port()
+    with pytest.raises(DatabaseUnavailable) as raised:
+        connect(f"postgresql://sp:secret@127.0.0.1:{port}/ledger")
+    message = str(raised.value)
+    assert message.startswith(f"cannot reach Postgres at 127.0.0.1:{port}/ledger: ")
+    assert "secret" not in message
+    assert "\n" not in message
+
+
+def test_open_pool_on_a_closed_port_is_database_unavailable() -> None:
+    with pytest.raises(DatabaseUnavailable, match=r"cannot reach Postgres at 127\.0\.0\.1"):
+        open_pool(f"postgresql://postgres@127.0.0.1:{free_port()}/postgres")
+
+
+def test_describe_url_covers_urls_sockets_and_conninfo_strings() -> None:
+    assert describe_url("postgresql://u:pw@db.example:6543/app") == "db.example:6543/app"
+    assert describe_url("postgresql://postgres:@/postgres?host=/tmp/pg") == "/tmp/pg:5432/postgres"
+    assert describe_url("host=localhost dbname=app password=pw") == "localhost:5432/app"
+
+
+def test_pool_connections_commit_each_store_call(database_url: str) -> None:
+    pool = open_pool(database_url, min_size=1, max_size=2)
+    try:
+        with pool.connection() as pooled:
+            assert pooled.autocommit is False
+            set_enabled(pooled, "cleanup", enabled=False, actor="ops", reason="maintenance")
+            # Visible to another session at once: the store call committed its own transaction.
+            with connect(database_url) as other:
+                override = get_override(other, "cleanup")
+            assert override is not None and override.enabled is False
+    finally:
+        pool.close()
+
+
+def test_migrate_is_idempotent(empty_database_url: str) -> None:
+    with connect(empty_database_url) as conn:
+        assert schema_version(conn) == 0
+        assert migrate(conn) == list(range(1, CODE_SCHEMA_VERSION + 1))
+        assert migrate(conn) == []
+        assert schema_version(conn) == CODE_SCHEMA_VERSION
+        require_current_schema(conn)
+
+
+def test_concurrent_migrations_apply_each_version_once(empty_database_url: str) -> None:
+    def run(_: int) -> list[int]:
+        with connect(empty_database_url) as conn:
+            return migrate(conn)
+
+    results = in_threads(2, run)
+    assert sorted(results, key=len) == [[], list(range(1, CODE_SCHEMA_VERSION + 1))]
+    with connect(empty_database_url) as conn:
+        rows = conn.execute("SELECT version, count(*) FROM sp_schema_migrations GROUP BY version").fetchall()
+    assert sorted(rows) == [(v, 1) for v in range(1, CODE_SCHEMA_VERSION + 1)]
+
+
+def test_require_current_schema_refuses_an_unmigrated_database(empty_database_url: str) -> None:
+    with connect(empty_database_url) as conn, pytest.raises(SchemaOutOfDate) as raised:
+        require_current_schema(conn)
+    assert str(raised.value) == (
+        f"database schema is at version 0 but this code needs {CODE_SCHEMA_VERSION}: run `sp-scheduler db migrate`"
+    )
+
+
+def test_a_newer_schema_is_accepted(conn: psycopg.Connection[Any]) -> None:
+    with conn.transaction():
+        conn.execute("INSERT INTO sp_schema_migrations (version, name) VALUES (9999, 'from_the_future')")
+    assert schema_version(conn) == 9999
+    require_current_schema(conn)
+
+
+# -- slot ids and claims --------------------------------------------------------------------------------
+
+
+def test_slot_run_id_is_deterministic_per_job_and_instant() -> None:
+    berlin = timezone(timedelta(hours=1))
+    same_instant = datetime(2025, 1, 1, 4, 0, tzinfo=berlin)
+    assert slot_run_id("cleanup", SLOT) == slot_run_id("cleanup", same_instant)
+    assert slot_run_id("cleanup", SLOT) != slot_run_id("cleanup", SLOT + timedelta(seconds=1))
+    assert slot_run_id("cleanup", SLOT) != slot_run_id("report", SLOT)
+    assert uuid.UUID(slot_run_id("cleanup", SLOT)).version == 5
+    with pytest.raises(ValueError, match="timezone-aware"):
+        slot_run_id("cleanup", datetime(2025, 1, 1))
+
+
+def test_a_slot_claimed_twice_runs_once(conn: psycopg.Connection[Any]) -> None:
+    first = claim(conn)
+    second = claim(conn, worker="host-b:2")
+    assert first.outcome == "run"
+    assert first.record is not None
+    assert first.record.status == "running"
+    assert first.record.worker == "host-a:1"
+    assert first.record.started_at is not None and first.record.lease_expires_at is not None
+    assert first.record.lease_expires_at > first.record.started_at
+    assert first.record.params == {"days": 30}
+    assert second.outcome == "duplicate"
+    assert second.record == first.record
+    assert second.reason == f"already claimed as run {first.record.id} (running)"
+
+
+def test_twenty_concurrent_claims_of_one_slot_yield_one_run(database_url: str) -> None:
+    def run(i: int) -> str:
+        with connect(database_url) as conn:
+            return claim(conn, worker=f"host:{i}").outcome
+
+    outcomes = in_threads(20, run)
+    assert sorted(outcomes) == ["duplicate"] * 19 + ["run"]
+    with connect(database_url) as conn:
+        assert len(history(conn, job="cleanup")) == 1
+
+
+def test_overlap_skip_records_the_slot_as_skipped(conn: psycopg.Connection[Any]) -> None:
+    first = claim(conn)
+    assert first.record is not None
+    skipped = claim(conn, slot=SLOT + timedelta(minutes=1))
+    assert skipped.outcome == "skipped"
+    assert skipped.reason == f"overlap: run {first.record.id} still running"
+    assert skipped.record is not None
+    assert skipped.record.status == "skipped"
+    assert skipped.record.message == skipped.reason
+    assert skipped.record.finished_at is not None and skipped.record.started_at is None
+    assert skipped.record.lease_expires_at is None
+
+
+def test_overlap_allow_runs_alongside(conn: psycopg.Connection[Any]) -> None:
+    claim(conn)
+    assert claim(conn, slot=SLOT + timedelta(minutes=1), overlap="allow").outcome == "run"
+
+
+def test_overlap_ignores_a_run_whose_lease_expired(conn: psycopg.Connection[Any]) -> None:
+    claim(conn, lease_seconds=0.2)
+    wait_until(
+        lambda: conn.execute("SELECT lease_expires_at < clock_timestamp() FROM sp_job_runs").fetchone() == (True,),
+        timeout=5,
+        message="the first run's lease to expire",
+    )
+    assert claim(conn, slot=SLOT + timedelta(minutes=1)).outcome == "run"
+
+
+def test_a_disabled_job_records_the_slot_as_skipped(conn: psycopg.Connection[Any]) -> None:
+    result = claim(conn, enabled=False)
+    assert result.outcome == "skipped"
+    assert result.reason == "job is disabled"
+    assert result.record is not None
+    assert (result.record.status, result.record.message) == ("skipped", "job is disabled")
+    assert result.record.finished_at is not None
+    # The slot is taken: a redelivery does not run it either.
+    assert claim(conn).outcome == "duplicate"
+
+
+def test_manual_run_is_enqueued_then_claimed_once(conn: psycopg.Connection[Any]) -> None:
+    run_id = str(uuid.uuid4())
+    queued = enqueue_run(
+        conn, run_id=run_id, job_name="report", trigger="manual", scheduled_for=None, params={"full": True}
+    )
+    assert (queued.status, queued.trigger, queued.scheduled_for) == ("queued", "manual", None)
+    assert queued.enqueued_at is not None and queued.started_at is None
+
+    claimed = claim(conn, "report", None, trigger="manual", run_id=run_id)
+    assert claimed.outcome == "run"
+    assert claimed.record is not None
+    assert claimed.record.id == run_id
+    assert claimed.record.enqueued_at == queued.enqueued_at
+    assert claimed.record.params == {"full": True}
+    assert claim(conn, "report", None, trigger="manual", run_id=run_id).outcome == "duplicate"
+    assert len(history(conn)) == 1
+
+
+def test_startup_run_without_a_queued_row_is_inserted(conn: psycopg.Connection[Any]) -> None:
+    result = claim(conn, "warmup", None, trigger="startup")
+    assert result.outcome == "run"
+    assert result.record is not None and result.record.trigger == "startup"
+
+
+def test_manual_runs_skip_while_a_scheduled_run_of_the_job_is_running(conn: psycopg.Connection[Any]) -> None:
+    running = claim(conn)
+    assert running.record is not None
+    manual = claim(conn, slot=None, trigger="manual")
+    assert manual.outcome == "skipped"
+    assert manual.reason == f"overlap: run {running.record.id} still running"
+
+
+# -- finishing, heartbeats and the reaper ---------------------------------------------------------------
+
+
+def test_finish_run_records_the_outcome(conn: psycopg.Connection[Any]) -> None:
+    started = claim(conn).record
+    assert started is not None
+    done = finish(conn, started.id, status="failed", message="boom", error="ValueError: x", traceback="Traceback...")
+    assert done.status == "failed"
+    assert (done.message, done.items_processed, done.items_failed, done.duration_ms) == ("boom", 42, 1, 1500)
+    assert (done.error, done.traceback) == ("ValueError: x", "Traceback...")
+    assert done.finished_at is not None and done.started_at is not None
+    assert done.finished_at >= done.started_at
+    assert done.lease_expires_at is None
+    assert get_run(conn, started.id) == done
+
+
+def test_finishing_twice_keeps_the_first_outcome(conn: psycopg.Connection[Any]) -> None:
+    started = claim(conn).record
+    assert started is not None
+    first = finish(conn, started.id)
+    assert finish(conn, started.id, status="failed", message="late") == first
+
+
+def test_finish_of_an_unknown_run_raises(conn: psycopg.Connection[Any]) -> None:
+    with pytest.raises(UnknownRun, match="unknown run"):
+        finish(conn, str(uuid.uuid4()))
+    with pytest.raises(UnknownRun, match="not a run id"):
+        finish(conn, "not-a-uuid")
+
+
+def test_get_run_of_an_unknown_id_raises(conn: psycopg.Connection[Any]) -> None:
+    with pytest.raises(UnknownRun):
+        get_run(conn, str(uuid.uuid4()))
+    with pytest.raises(UnknownRun):
+        get_run(conn, "42")
+
+
+def test_heartbeat_extends_running_leases_only(conn: psycopg.Connection[Any]) -> None:
+    running = claim(conn, lease_seconds=0.5).record
+    done = claim(conn, "other").record
+    assert running is not None and done is not None and running.lease_expires_at is not None
+    finish(conn, done.id)
+    assert heartbeat(conn, [running.id, done.id, str(uuid.uuid4())], 60) == 1
+    assert heartbeat(conn, [], 60) == 0
+    extended = get_run(conn, running.id)
+    assert extended.lease_expires_at is not None
+    assert extended.lease_expires_at > running.lease_expires_at + timedelta(seconds=30)
+
+
+def test_a_run_whose_lease_expires_is_reaped_as_lost(conn: psycopg.Connection[Any]) -> None:
+    started = claim(conn, lease_seconds=0.2).record
+    healthy = claim(conn, "other", lease_seconds=60).record
+    assert started is not None and healthy is not None
+
+    lost = wait_until(lambda: reap_lost(conn), timeout=5, message="the expired run to be reaped")
+    assert [r.id for r in lost] == [started.id]
+    assert lost[0].status == "lost"
+    assert lost[0].finished_at is not None
+    assert lost[0].message is not None
+    assert lost[0].message.startswith("worker stopped heartbeating; lease expired at ")
+    assert lost[0].message.endswith("Z")
+    assert reap_lost(conn) == []
+    assert get_run(conn, healthy.id).status == "running"
+    assert heartbeat(conn, [started.id], 60) == 0
+
+
+def test_concurrent_reapers_report_each_lost_run_once(database_url: str) -> None:
+    with connect(database_url) as conn:
+        ids = {claim(conn, f"job{i}", lease_seconds=0.1).record.id for i in range(10)}  # type: ignore[union-attr]
+        wait_until(
+            lambda: (
+                conn.execute("SELECT bool_and(lease_expires_at < clock_timestamp()) FROM sp_job_runs").fetchone()
+                == (True,)
+            ),
+            timeout=5,
+            message="every lease to expire",
+        )
+
+    def reap(_: int) -> list[str]:
+        with connect(database_url) as conn:
+            return [r.id for r in reap_lost(conn)]
+
+    reaped = [run_id for batch in in_threads(4, reap) for run_id in batch]
+    assert sorted(reaped) == sorted(ids)
+
+
+def test_a_lost_run_that_finishes_records_its_true_outcome(conn: psycopg.Connection[Any]) -> None:
+    started = claim(conn, lease_seconds=0.2).record
+    assert started is not None
+    wait_until(lambda: reap_lost(conn), timeout=5, message="the run to be reaped")
+    done = finish(conn, started.id)
+    assert done.status == "succeeded"
+    assert done.message == "Deleted 42"
+
+
+def test_record_slot_keeps_the_first_row_for_a_slot(conn: psycopg.Connection[Any]) -> None:
+    assert record_slot(conn, job_name="cleanup", scheduled_for=SLOT, status="missed", message="beat was down")
+    assert not record_slot(conn, job_name="cleanup", scheduled_for=SLOT, status="skipped", message="again")
+    missed = get_run(conn, slot_run_id("cleanup", SLOT))
+    assert (missed.status, missed.message, missed.trigger) == ("missed", "beat was down", "schedule")
+    assert missed.finished_at is not None
+    assert claim(conn).outcome == "duplicate"
+
+
+# -- reading history ------------------------------------------------------------------------------------
+
+
+def seed_history(conn: psycopg.Connection[Any]) -> dict[str, str]:
+    """cleanup: succeeded, failed, running; report: succeeded, missed. Returns ids by label."""
+    ids: dict[str, str] = {}
+    for i, (job, label) in enumerate(
+        [("cleanup", "c_ok"), ("report", "r_ok"), ("cleanup", "c_fail"), ("cleanup", "c_run")]
+    ):
+        record = claim(conn, job, SLOT + timedelta(minutes=i), overlap="allow").record
+        assert record is not None
+        ids[label] = record.id
+    finish(conn, ids["c_ok"])
+    finish(conn, ids["r_ok"])
+    finish(conn, ids["c_fail"], status="failed", message="boom")
+    record_slot(conn, job_name="report", scheduled_for=SLOT + timedelta(hours=1), status="missed", message="down")
+    ids["r_missed"] = slot_run_id("report", SLOT + timedelta(hours=1))
+    return ids
+
+
+def test_history_is_newest_first_with_filters_and_limit(conn: psycopg.Connection[Any]) -> None:
+    ids = seed_history(conn)
+    assert [r.id for r in history(conn)] == [ids["r_missed"], ids["c_run"], ids["c_fail"], ids["r_ok"], ids["c_ok"]]
+    assert [r.id for r in history(conn, job="cleanup")] == [ids["c_run"], ids["c_fail"], ids["c_ok"]]
+    assert [r.id for r in history(conn, status="succeeded")] == [ids["r_ok"], ids["c_ok"]]
+    assert [r.id for r in history(conn, job="cleanup", status="failed")] == [ids["c_fail"]]
+    assert [r.id for r in history(conn, limit=2)] == [ids["r_missed"], ids["c_run"]]
+    assert history(conn, job="nope") == []
+    with pytest.raises(ValueError, match="limit"):
+        history(conn, limit=0)
+
+
+def test_last_runs_and_last_with_status(conn: psycopg.Connection[Any]) -> None:
+    ids = seed_history(conn)
+    latest = last_runs(conn)
+    assert {job: r.id for job, r in latest.items()} == {"cleanup": ids["c_run"], "report": ids["r_missed"]}
+    assert {job: r.id for job, r in last_runs(conn, ["report", "unknown"]).items()} == {"report": ids["r_missed"]}
+    assert last_runs(conn, []) == {}
+
+    succeeded = last_with_status(conn, ["succeeded"])
+    assert {job: r.id for job, r in succeeded.items()} == {"cleanup": ids["c_ok"], "report": ids["r_ok"]}
+    failures = last_with_status(conn, ["failed", "timeout", "lost"])
+    assert {job: r.id for job, r in failures.items()} == {"cleanup": ids["c_fail"]}
+    assert last_with_status(conn, ["succeeded"], ["report"]).keys() == {"report"}
+
+
+def test_run_record_serialises_to_json(conn: psycopg.Connection[Any]) -> None:
+    record = claim(conn).record
+    assert record is not None
+    data = json.loads(json.dumps(record.to_dict()))
+    assert data["id"] == record.id
+    assert data["scheduled_for"] == "2025-01-01T03:00:00+00:00"
+    assert data["params"] == {"days": 30}
+    assert record.lateness_ms is not None and record.lateness_ms > 0
+    assert (
+        enqueue_run(
+            conn, run_id=str(uuid.uuid4()), job_name="x", trigger="manual", scheduled_for=None, params={}
+        ).lateness_ms
+        is None
+    )
+
+
+# -- overrides and logs ---------------------------------------------------------------------------------
+
+
+def test_set_enabled_upserts_the_override(conn: psycopg.Connection[Any]) -> None:
+    assert get_override(conn, "cleanup") is None
+    first = set_enabled(conn, "cleanup", enabled=False, actor="alice", reason="noisy")
+    second = set_enabled(conn, "cleanup", enabled=True, actor="bob")
+    assert (first.enabled, first.actor, first.reason) == (False, "alice", "noisy")
+    assert (second.enabled, second.actor, second.reason) == (True, "bob", None)
+    assert second.updated_at > first.updated_at
+    set_enabled(conn, "report", enabled=False, actor="carol")
+    overrides = get_overrides(conn)
+    assert overrides.keys() == {"cleanup", "report"}
+    assert overrides["cleanup"] == second == get_override(conn, "cleanup")
+
+
+def test_logs_are_written_in_a_batch_and_queried_by_filter(conn: psycopg.Connection[Any]) -> None:
+    base = datetime.now(UTC) - timedelta(hours=2)
+    run_id = str(uuid.uuid4())
+    rows = [
+        LogRecordRow(base, "DEBUG", "sp.worker", "warming up"),
+        LogRecordRow(base + timedelta(minutes=10), "INFO", "sp.job", "started", "cleanup", run_id, {"n": 1}),
+        LogRecordRow(base + timedelta(minutes=20), "WARNING", "sp.job", "slow", "cleanup", run_id),
+        LogRecordRow(base + timedelta(minutes=90), "ERROR", "sp.job", "failed", "report", None, {"code": 7}),
+        LogRecordRow(base + timedelta(minutes=100), "CRITICAL", "sp.beat", "lost leadership"),
+    ]
+    assert write_logs(conn, rows) == 5
+    assert write_logs(conn, []) == 0
+
+    everything = query_logs(conn)
+    assert [row for _, row in everything] == list(reversed(rows))
+    assert everything[-1][1].fields == {}
+    assert [r.message for _, r in query_logs(conn, min_level="warning")] == ["lost leadership", "failed", "slow"]
+    assert [r.message for _, r in query_logs(conn, min_level="ERROR", limit=1)] == ["lost leadership"]
+    assert [r.message for _, r in query_logs(conn, since=base + timedelta(hours=1))] == ["lost leadership", "failed"]
+    assert [r.message for _, r in query_logs(conn, job="cleanup")] == ["slow", "started"]
+    assert [r.message for _, r in query_logs(conn, run_id=run_id, min_level="INFO")] == ["slow", "started"]
+    assert query_logs(conn, job="report")[0][1].fields == {"code": 7}
+
+    # --follow: lines after an id, oldest first.
+    first_id = min(log_id for log_id, _ in everything)
+    follow = query_logs(conn, after_id=first_id, limit=2)
+    assert [r.message for _, r in follow] == ["started", "slow"]
+    assert query_logs(conn, after_id=max(log_id for log_id, _ in everything)) == []
+
+    with pytest.raises(UsageError, match="unknown log level"):
+        query_logs(conn, min_level="LOUD")
+
+
+def test_custom_level_names_rank_as_info(conn: psycopg.Connection[Any]) -> None:
+    now = datetime.now(UTC)
+    write_logs(conn, [LogRecordRow(now, "SUCCESS", "x", "custom"), LogRecordRow(now, "DEBUG", "x", "debug")])
+    assert [r.message for _, r in query_logs(conn, min_level="INFO")] == ["custom"]
