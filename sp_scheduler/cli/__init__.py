@@ -1,0 +1,84 @@
+"""The `sp-scheduler` command: operators' single entry point."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from sp_scheduler import __version__
+from sp_scheduler.cli.config_cmd import config_group
+from sp_scheduler.cli.cron_cmd import cron_group
+from sp_scheduler.cli.db_cmd import db_group
+from sp_scheduler.cli.jobs_cmd import jobs_group
+from sp_scheduler.cli.process_cmd import worker_cmd
+from sp_scheduler.cli.runs_cmd import RUN_COMMANDS
+from sp_scheduler.cli.state import CliState
+from sp_scheduler.errors import ConfigError, ExitCode, SchedulerError
+from sp_scheduler.settings import Settings
+
+
+class _Root(click.Group):
+    """Turns expected errors into one line on stderr and a named exit code, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ConfigError as exc:
+            for problem in exc.problems:
+                click.echo(f"error: {problem}", err=True)
+            ctx.exit(exc.exit_code)
+        except SchedulerError as exc:
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+
+
+@click.group(cls=_Root, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="sp-scheduler")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path),
+    envvar="SP_CONFIG",
+    help="Scheduler config file [env SP_CONFIG; default services/scheduler/config.yaml].",
+)
+@click.option(
+    "--profile",
+    "profile_path",
+    type=click.Path(path_type=Path),
+    envvar="SP_PROFILE",
+    help="Profile override file (schedule/enabled per extension+job) [env SP_PROFILE].",
+)
+@click.option("--database-url", envvar="SP_DATABASE_URL", help="Postgres URL [env SP_DATABASE_URL].")
+@click.option("--redis-url", envvar="SP_REDIS_URL", help="Redis URL for broker and schedule [env SP_REDIS_URL].")
+@click.pass_context
+def cli(
+    ctx: click.Context,
+    config_path: Path | None,
+    profile_path: Path | None,
+    database_url: str | None,
+    redis_url: str | None,
+) -> None:
+    """sp-scheduler: cron jobs on Celery workers, with every run recorded in Postgres."""
+    settings = Settings.from_env(
+        config_path=config_path, profile_path=profile_path, database_url=database_url, redis_url=redis_url
+    )
+    ctx.obj = CliState(settings)
+
+
+for command in RUN_COMMANDS:
+    jobs_group.add_command(command)
+cli.add_command(jobs_group)
+cli.add_command(cron_group)
+cli.add_command(config_group)
+cli.add_command(db_group)
+cli.add_command(worker_cmd)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="sp-scheduler")
+
+
+__all__ = ["ExitCode", "cli", "main"]

@@ -1,0 +1,32 @@
+"""`sp-scheduler config`: check the configuration before deploying it."""
+
+from __future__ import annotations
+
+import click
+
+from sp_scheduler.catalog import check_catalog
+from sp_scheduler.cli.state import CliState, pass_state
+from sp_scheduler.errors import ExitCode
+
+
+@click.group("config")
+def config_group() -> None:
+    """Inspect and validate services/scheduler/config.yaml."""
+
+
+@config_group.command("validate")
+@pass_state
+def validate(state: CliState) -> None:
+    """Report every problem in the config, profile and extensions; exit 2 if there are any."""
+    catalog, problems, warnings = check_catalog(state.settings)
+    for warning in warnings:
+        click.echo(f"warning: {warning}", err=True)
+    if problems:
+        for problem in problems:
+            click.echo(f"error: {problem}", err=True)
+        click.echo(f"{len(problems)} problem(s) found", err=True)
+        raise SystemExit(ExitCode.INVALID)
+    settings = state.settings
+    where = str(settings.config_path) + (f" + {settings.profile_path}" if settings.profile_path else "")
+    scheduled = sum(1 for definition in catalog if definition.configured)
+    click.echo(f"ok: {where}: {scheduled} configured job(s), {len(catalog)} registered")

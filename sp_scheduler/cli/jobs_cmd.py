@@ -1,0 +1,193 @@
+"""`sp-scheduler jobs list|show`: what the scheduler knows about each job."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from itertools import islice
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from sp_scheduler.catalog import Catalog, JobDefinition
+from sp_scheduler.cli.state import CliState, echo_json, echo_table, iso, pass_state
+
+if TYPE_CHECKING:
+    from sp_scheduler.store import Override, RunRecord
+
+
+@click.group("jobs")
+def jobs_group() -> None:
+    """List, inspect, run, enable and disable jobs."""
+
+
+def next_fire(definition: JobDefinition, catalog: Catalog, enabled: bool, now: datetime) -> datetime | None:
+    """The next scheduled instant, or None when the job is manual-only or not active."""
+    if definition.cron is None or not enabled or not catalog.scheduler_enabled:
+        return None
+    return definition.cron.next_after(now)
+
+
+def _database_view(state: CliState, names: list[str]) -> tuple[dict[str, Override], dict[str, RunRecord]]:
+    """Overrides and last runs, when a database is configured; empty otherwise."""
+    if not state.has_database:
+        return {}, {}
+    from sp_scheduler.store import get_overrides, last_runs
+
+    with state.database() as conn:
+        return get_overrides(conn), last_runs(conn, names)
+
+
+def _effective(definition: JobDefinition, overrides: Mapping[str, Override]) -> bool:
+    override = overrides.get(definition.name)
+    return definition.enabled(override.enabled if override else None)
+
+
+def job_summary(
+    definition: JobDefinition,
+    catalog: Catalog,
+    overrides: Mapping[str, Override],
+    last: Mapping[str, RunRecord],
+    now: datetime,
+) -> dict[str, Any]:
+    enabled = _effective(definition, overrides)
+    last_run = last.get(definition.name)
+    return {
+        "name": definition.name,
+        "extension": definition.extension,
+        "job": definition.job.name,
+        "schedule": definition.schedule,
+        "timezone": definition.timezone,
+        "enabled": enabled,
+        "configured": definition.configured,
+        "next_run": iso(next_fire(definition, catalog, enabled, now)) if enabled else None,
+        "last_status": last_run.status if last_run else None,
+    }
+
+
+@jobs_group.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_state
+def list_jobs(state: CliState, as_json: bool) -> None:
+    """Every registered and configured job: schedule, time zone, enabled, next run, last status."""
+    catalog = state.catalog()
+    overrides, last = _database_view(state, catalog.names())
+    now = datetime.now(UTC)
+    rows = [job_summary(definition, catalog, overrides, last, now) for definition in catalog]
+    if as_json:
+        echo_json({"scheduler_enabled": catalog.scheduler_enabled, "jobs": rows})
+        return
+    if not catalog.scheduler_enabled:
+        click.echo("note: the scheduler is disabled in config (scheduler.enabled: false)", err=True)
+    echo_table(
+        ["NAME", "EXTENSION", "SCHEDULE", "TZ", "ENABLED", "NEXT RUN", "LAST"],
+        [
+            [
+                row["name"],
+                row["extension"],
+                row["schedule"] or ("(manual)" if row["configured"] else "(not configured)"),
+                row["timezone"],
+                "yes" if row["enabled"] else "no",
+                row["next_run"] or "-",
+                row["last_status"] or "-",
+            ]
+            for row in rows
+        ],
+    )
+
+
+@jobs_group.command("show")
+@click.argument("name")
+@click.option("--count", default=5, show_default=True, type=click.IntRange(0, 100), help="Upcoming times to show.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_state
+def show_job(state: CliState, name: str, count: int, as_json: bool) -> None:
+    """Details of one job: YAML vs code default vs override, upcoming fire times, last runs."""
+    catalog = state.catalog()
+    definition = catalog.get(name)
+    runs: list[RunRecord] = []
+    override: Override | None = None
+    if state.has_database:
+        from sp_scheduler.store import get_override, history
+
+        with state.database() as conn:
+            override = get_override(conn, name)
+            runs = history(conn, job=name, limit=5)
+    enabled = definition.enabled(override.enabled if override else None)
+    upcoming: list[datetime] = []
+    if definition.cron is not None and enabled and catalog.scheduler_enabled:
+        upcoming = list(islice(definition.cron.iter_after(datetime.now(UTC)), count))
+    entry = definition.entry
+    details: dict[str, Any] = {
+        "name": definition.name,
+        "extension": definition.extension,
+        "job": definition.job.name,
+        "description": definition.job.description,
+        "schedule": definition.schedule,
+        "code_schedule": definition.code_schedule,
+        "timezone": definition.timezone,
+        "configured": definition.configured,
+        "source": entry.source if entry else None,
+        "enabled": enabled,
+        "yaml_enabled": definition.yaml_enabled,
+        "override": None
+        if override is None
+        else {
+            "enabled": override.enabled,
+            "actor": override.actor,
+            "reason": override.reason,
+            "updated_at": iso(override.updated_at),
+        },
+        "run_on_startup": {"code": definition.job.run_on_startup, "effective": definition.run_on_startup},
+        "params": dict(definition.params),
+        "timeout": definition.timeout,
+        "overlap": definition.overlap,
+        "misfire_grace": definition.misfire_grace,
+        "queue": definition.queue,
+        "next_runs": [iso(instant) for instant in upcoming],
+        "last_runs": [run.to_dict() for run in runs],
+    }
+    if as_json:
+        echo_json(details)
+        return
+    _print_details(details, scheduler_enabled=catalog.scheduler_enabled)
+
+
+def _print_details(details: dict[str, Any], *, scheduler_enabled: bool) -> None:
+    def field(label: str, value: object) -> None:
+        click.echo(f"{label + ':':<16}{value}")
+
+    field("Name", details["name"])
+    field("Extension", f"{details['extension']} (job {details['job']})")
+    field("Description", details["description"] or "-")
+    field("Schedule", details["schedule"] or "(manual only)")
+    field("Code default", details["code_schedule"] or "(manual only)")
+    field("Time zone", details["timezone"])
+    field("Config", details["source"] or "not in config.yaml: registered, runs only by hand")
+    field("YAML enabled", "yes" if details["yaml_enabled"] else "no")
+    override = details["override"]
+    if override:
+        state = "enabled" if override["enabled"] else "disabled"
+        reason = f": {override['reason']}" if override["reason"] else ""
+        field("Override", f"{state} by {override['actor']} at {override['updated_at']}{reason}")
+    else:
+        field("Override", "none")
+    field("Enabled", ("yes" if details["enabled"] else "no") + ("" if scheduler_enabled else " (scheduler off)"))
+    startup = details["run_on_startup"]
+    field("On startup", f"{'yes' if startup['effective'] else 'no'} (code: {'yes' if startup['code'] else 'no'})")
+    field(
+        "Options",
+        f"timeout={details['timeout'] or 'none'} overlap={details['overlap']} "
+        f"misfire_grace={details['misfire_grace']:g}s queue={details['queue']}",
+    )
+    if details["params"]:
+        field("Params", ", ".join(f"{k}={v}" for k, v in details["params"].items()))
+    click.echo("Next runs:")
+    for instant in details["next_runs"] or ["-"]:
+        click.echo(f"  {instant}")
+    click.echo("Last runs:")
+    for run in details["last_runs"] or [None]:
+        if run is None:
+            click.echo("  -")
+            continue
+        click.echo(f"  {run['created_at']}  {run['status']:<9}  {run['trigger']:<8}  {run['message'] or ''}".rstrip())

@@ -1,0 +1,36 @@
+"""`sp-scheduler worker`: the processes an operator runs."""
+
+from __future__ import annotations
+
+import click
+
+from sp_scheduler.cli.state import CliState, pass_state
+from sp_scheduler.config import DEFAULT_QUEUE
+from sp_scheduler.logfmt import configure_logging
+
+
+def preflight(state: CliState) -> None:
+    """Refuse to start against a broken config or an old schema, with a one-line reason."""
+    state.catalog()
+    with state.database():
+        pass
+
+
+@click.command("worker", context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
+@pass_state
+def worker_cmd(state: CliState, celery_args: tuple[str, ...]) -> None:
+    """Run a Celery worker for the job queues; extra arguments go to `celery worker` (e.g. -c 4)."""
+    from sp_scheduler.worker import create_app
+
+    preflight(state)
+    configure_logging()
+    catalog = state.catalog()
+    args = list(celery_args)
+    if not any(arg in ("-Q", "--queues") or arg.startswith("--queues=") for arg in args):
+        queues = sorted({DEFAULT_QUEUE, *(definition.queue for definition in catalog)})
+        args += ["-Q", ",".join(queues)]
+    if not any(arg.startswith(("-l", "--loglevel")) for arg in args):
+        args += ["--loglevel", "INFO"]
+    app = create_app(state.settings)
+    app.worker_main(["worker", *args])

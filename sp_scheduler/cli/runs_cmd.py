@@ -1,0 +1,255 @@
+"""`sp-scheduler jobs run|history|enable|disable`: act on jobs through the ledger and the broker."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, cast
+
+import click
+
+from sp_scheduler.catalog import JobDefinition
+from sp_scheduler.cli.state import CliState, echo_json, echo_table, pass_state
+from sp_scheduler.errors import BrokerUnavailable, ExitCode, JobDisabled, UsageError, WaitTimedOut
+
+if TYPE_CHECKING:
+    import psycopg
+
+    from sp_scheduler.store import RunRecord, RunStatus
+
+RUN_STATUSES = ("queued", "running", "succeeded", "failed", "timeout", "lost", "skipped", "missed")
+FINISHED = frozenset(RUN_STATUSES) - {"queued", "running"}
+
+
+def parse_params(pairs: Sequence[str]) -> dict[str, str]:
+    """`-p K=V` pairs as a dict; a malformed pair is a one-line usage error."""
+    params: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"-p {pair!r}: expected KEY=VALUE")
+        params[key.strip()] = value
+    return params
+
+
+def _check_enabled(conn: psycopg.Connection[Any], definition: JobDefinition, force: bool) -> None:
+    from sp_scheduler.store import get_override
+
+    override = get_override(conn, definition.name)
+    if definition.enabled(override.enabled if override else None):
+        return
+    if force:
+        click.echo(f"note: {definition.name} is disabled; running it anyway (--force)", err=True)
+        return
+    why = f" ({override.reason})" if override and override.reason else ""
+    by = f" by {override.actor}" if override else " in config"
+    raise JobDisabled(f"job {definition.name!r} is disabled{by}{why}; use --force to run it anyway")
+
+
+def _enqueue(state: CliState, conn: psycopg.Connection[Any], definition: JobDefinition, params: dict[str, str]) -> str:
+    """Record a queued manual run, then publish it; a publish failure marks the row failed, so nothing hides."""
+    from kombu.exceptions import OperationalError
+
+    from sp_scheduler.runner import RunRequest
+    from sp_scheduler.store import enqueue_run, finish_run
+    from sp_scheduler.worker import create_app, send_run
+
+    run_id = str(uuid.uuid4())
+    merged = {**definition.params, **params}
+    enqueue_run(conn, run_id=run_id, job_name=definition.name, trigger="manual", scheduled_for=None, params=merged)
+    conn.commit()
+    app = create_app(state.settings)
+    try:
+        send_run(
+            app,
+            RunRequest(definition.name, "manual", None, run_id, params),
+            queue=definition.queue,
+            timeout=definition.timeout,
+        )
+    except OperationalError as exc:
+        message = f"cannot reach Redis at {_redis_location(state.settings.redis_url)}: {exc}"
+        finish_run(
+            conn,
+            run_id,
+            status="failed",
+            message=f"not enqueued: {message}",
+            items_processed=0,
+            items_failed=0,
+            duration_ms=0,
+        )
+        conn.commit()
+        raise BrokerUnavailable(message) from None
+    return run_id
+
+
+def _redis_location(url: str) -> str:
+    from kombu.utils.url import maybe_sanitize_url
+
+    return str(maybe_sanitize_url(url))
+
+
+def _wait(conn: psycopg.Connection[Any], run_ids: list[str], timeout: float) -> list[RunRecord]:
+    """Poll the ledger until every run is finished, or give up at the deadline."""
+    from sp_scheduler.store import get_run
+
+    deadline = time.monotonic() + timeout
+    interval = 0.05
+    while True:
+        records = [get_run(conn, run_id) for run_id in run_ids]
+        conn.commit()
+        if all(record.status in FINISHED for record in records):
+            return records
+        if time.monotonic() >= deadline:
+            pending = [r.job_name for r in records if r.status not in FINISHED]
+            raise WaitTimedOut(f"gave up waiting after {timeout:g} s for {', '.join(pending)} (the runs go on)")
+        time.sleep(interval)  # poll interval of a deadline-bounded wait, not a synchronisation guess
+        interval = min(interval * 1.5, 0.5)
+
+
+def describe(record: RunRecord) -> str:
+    duration = f"{record.duration_ms} ms" if record.duration_ms is not None else "-"
+    stats = f"processed {record.items_processed}, failed {record.items_failed}"
+    message = f": {record.message}" if record.message else ""
+    return f"{record.job_name}  {record.status}  in {duration}  ({stats}){message}"
+
+
+@click.command("run")
+@click.argument("names", nargs=-1, required=True)
+@click.option("--wait", is_flag=True, help="Wait for the runs and print their results; exit 1 if one failed.")
+@click.option(
+    "--timeout", default=600.0, show_default=True, type=click.FloatRange(min=0.1), help="Seconds --wait waits."
+)
+@click.option("--local", is_flag=True, help="Run in this process instead of on a worker (still recorded).")
+@click.option("--force", is_flag=True, help="Run even if the job is disabled.")
+@click.option("-p", "--param", "param_pairs", multiple=True, metavar="K=V", help="Job parameter (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_state
+def run_jobs(
+    state: CliState,
+    names: tuple[str, ...],
+    wait: bool,
+    timeout: float,
+    local: bool,
+    force: bool,
+    param_pairs: tuple[str, ...],
+    as_json: bool,
+) -> None:
+    """Run jobs now, outside their schedule (which this never moves); trigger = manual."""
+    catalog = state.catalog()
+    definitions = [catalog.get(name) for name in names]
+    params = parse_params(param_pairs)
+    with state.database() as conn:
+        for definition in definitions:
+            _check_enabled(conn, definition, force)
+        if local:
+            records = _run_local(state, definitions, params)
+        else:
+            run_ids = [_enqueue(state, conn, definition, params) for definition in definitions]
+            if not wait:
+                if as_json:
+                    echo_json([{"job": d.name, "run_id": r} for d, r in zip(definitions, run_ids, strict=True)])
+                else:
+                    for definition, run_id in zip(definitions, run_ids, strict=True):
+                        click.echo(f"queued {definition.name} run {run_id}")
+                return
+            records = _wait(conn, run_ids, timeout)
+    if as_json:
+        echo_json([record.to_dict() for record in records])
+    else:
+        for record in records:
+            click.echo(describe(record))
+    if any(record.status != "succeeded" for record in records):
+        raise SystemExit(ExitCode.FAILURE)
+
+
+def _run_local(state: CliState, definitions: list[JobDefinition], params: dict[str, str]) -> list[RunRecord]:
+    from sp_scheduler.runner import RunRequest, WorkerRuntime, execute_run
+    from sp_scheduler.store import enqueue_run
+
+    runtime = WorkerRuntime(state.settings)
+    records = []
+    try:
+        for definition in definitions:
+            run_id = str(uuid.uuid4())
+            with runtime.ledger().connection() as conn:
+                enqueue_run(
+                    conn,
+                    run_id=run_id,
+                    job_name=definition.name,
+                    trigger="manual",
+                    scheduled_for=None,
+                    params={**definition.params, **params},
+                )
+            record = execute_run(runtime, RunRequest(definition.name, "manual", None, run_id, params))
+            if record is not None:
+                records.append(record)
+    finally:
+        runtime.close()
+    return records
+
+
+@click.command("history")
+@click.option("--job", "job", help="Only this job.")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 10_000))
+@click.option("--status", type=click.Choice(RUN_STATUSES), help="Only runs with this status.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_state
+def history_cmd(state: CliState, job: str | None, limit: int, status: str | None, as_json: bool) -> None:
+    """Recent runs, newest first: trigger, slot, timings, status, stats, worker."""
+    from sp_scheduler.store import history
+
+    with state.database() as conn:
+        records = history(conn, job=job, status=cast("RunStatus | None", status), limit=limit)
+    if as_json:
+        echo_json([record.to_dict() for record in records])
+        return
+    echo_table(
+        ["CREATED", "JOB", "TRIGGER", "STATUS", "SCHEDULED FOR", "DURATION", "ITEMS", "WORKER", "MESSAGE"],
+        [
+            [
+                record.created_at.isoformat(timespec="seconds"),
+                record.job_name,
+                record.trigger,
+                record.status,
+                record.scheduled_for.isoformat() if record.scheduled_for else "-",
+                f"{record.duration_ms} ms" if record.duration_ms is not None else "-",
+                f"{record.items_processed}/{record.items_failed}",
+                record.worker or "-",
+                (record.message or "").splitlines()[0][:80] if record.message else "",
+            ]
+            for record in records
+        ],
+    )
+
+
+def _set_enabled(state: CliState, name: str, enabled: bool, reason: str | None) -> None:
+    from sp_scheduler.store import set_enabled
+
+    definition = state.catalog().get(name)
+    with state.database() as conn:
+        override = set_enabled(conn, definition.name, enabled=enabled, actor=state.settings.actor, reason=reason)
+    word = "enabled" if override.enabled else "disabled"
+    suffix = f" ({override.reason})" if override.reason else ""
+    click.echo(f"{word} {definition.name} by {override.actor}{suffix}")
+
+
+@click.command("enable")
+@click.argument("name")
+@click.option("--reason", help="Why (shown in jobs show).")
+@pass_state
+def enable_cmd(state: CliState, name: str, reason: str | None) -> None:
+    """Enable a job (an override in Postgres, applied to the live schedule)."""
+    _set_enabled(state, name, True, reason)
+
+
+@click.command("disable")
+@click.argument("name")
+@click.option("--reason", help="Why (shown in jobs show).")
+@pass_state
+def disable_cmd(state: CliState, name: str, reason: str | None) -> None:
+    """Disable a job without removing its configuration (an override in Postgres)."""
+    _set_enabled(state, name, False, reason)
+
+
+RUN_COMMANDS = (run_jobs, history_cmd, enable_cmd, disable_cmd)

@@ -1,0 +1,138 @@
+"""The Celery app factory and the one task, `sp_scheduler.run_job`.
+
+Messages are JSON only; results live in Postgres, so there is no result backend. Acks are late and
+prefetch is one, so a worker never hoards runs; the ledger's slot constraint makes a redelivered
+message harmless.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+
+from celery import Celery, bootsteps
+from celery.signals import worker_process_shutdown
+
+from sp_scheduler import store
+from sp_scheduler.config import DEFAULT_QUEUE
+from sp_scheduler.runner import RunRequest, WorkerRuntime, execute_run
+from sp_scheduler.settings import Settings
+
+TASK_NAME = "sp_scheduler.run_job"
+# Redis redelivers an unacked message after this long; it must outlast the longest run, or a
+# second worker would pick it up (harmlessly, thanks to the ledger, but noisily).
+DEFAULT_VISIBILITY_TIMEOUT = 6 * 3600
+# The Celery hard limit kills a run stuck in blocking code this long after its own timeout.
+HARD_LIMIT_GRACE = 30.0
+
+log = logging.getLogger(__name__)
+
+
+class LeaseReaper(bootsteps.StartStopStep):  # type: ignore[misc]
+    """Marks runs whose worker died as `lost`, from the worker's main process, every few seconds."""
+
+    requires = {"celery.worker.components:Timer"}
+
+    def __init__(self, worker: Any, **kwargs: Any) -> None:
+        super().__init__(worker, **kwargs)
+        self.tref: Any = None
+
+    def start(self, worker: Any) -> None:
+        runtime: WorkerRuntime = worker.app.sp_runtime
+        interval = max(runtime.settings.lease_seconds / 3, 0.2)
+        self.tref = worker.timer.call_repeatedly(interval, reap_lost_runs, (runtime,), priority=10)
+
+    def stop(self, worker: Any) -> None:
+        if self.tref is not None:
+            self.tref.cancel()
+            self.tref = None
+
+
+def reap_lost_runs(runtime: WorkerRuntime) -> int:
+    """One reaper pass; errors are logged, never raised into the worker's timer."""
+    try:
+        with runtime.ledger().connection() as conn:
+            lost = store.reap_lost(conn)
+    except Exception as exc:  # the database may be briefly down; the next pass retries
+        log.warning("lost-run reaper pass failed", extra={"error": str(exc)})
+        return 0
+    for record in lost:
+        log.warning("run marked lost", extra={"job": record.job_name, "run_id": record.id, "worker": record.worker})
+    return len(lost)
+
+
+def create_app(settings: Settings | None = None) -> Celery:
+    """A configured Celery app with the run_job task bound to a per-process runtime."""
+    settings = settings or Settings.from_env()
+    app = Celery("sp_scheduler", broker=settings.redis_url, set_as_current=False)
+    app.conf.update(
+        task_serializer="json",
+        accept_content=["json"],
+        result_serializer="json",
+        result_backend=None,
+        task_ignore_result=True,
+        task_acks_late=True,
+        task_reject_on_worker_lost=False,  # a run killed mid-way is `lost`, never silently retried
+        worker_prefetch_multiplier=1,
+        task_default_queue=DEFAULT_QUEUE,
+        broker_transport_options={"visibility_timeout": DEFAULT_VISIBILITY_TIMEOUT},
+        broker_connection_retry_on_startup=True,
+        broker_connection_max_retries=None,
+        worker_hijack_root_logger=False,
+        worker_send_task_events=False,
+        enable_utc=True,
+        timezone="UTC",
+        redbeat_redis_url=settings.redis_url,
+        redbeat_key_prefix="sp_scheduler:redbeat:",
+    )
+    runtime = WorkerRuntime(settings)
+    app.sp_runtime = runtime
+    app.steps["worker"].add(LeaseReaper)
+
+    @app.task(name=TASK_NAME, ignore_result=True)  # type: ignore[untyped-decorator]
+    def run_job(
+        job_name: str,
+        trigger: str,
+        scheduled_for: str | None = None,
+        run_id: str | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> None:
+        request = RunRequest(
+            job_name=job_name,
+            trigger=trigger,  # type: ignore[arg-type]
+            scheduled_for=datetime.fromisoformat(scheduled_for) if scheduled_for else None,
+            run_id=run_id,
+            params=params or {},
+        )
+        execute_run(runtime, request)
+
+    @worker_process_shutdown.connect(weak=False)  # type: ignore[untyped-decorator]
+    def _close_runtime(**_: Any) -> None:
+        runtime.close()
+
+    return app
+
+
+def send_run(
+    app: Celery,
+    request: RunRequest,
+    *,
+    queue: str = DEFAULT_QUEUE,
+    timeout: float | None = None,
+) -> None:
+    """Publish one run message; the per-job timeout becomes Celery's hard limit plus a grace period."""
+    options: dict[str, Any] = {"queue": queue}
+    if timeout is not None:
+        options["time_limit"] = timeout + HARD_LIMIT_GRACE
+    app.send_task(
+        TASK_NAME,
+        args=[
+            request.job_name,
+            request.trigger,
+            request.scheduled_for.isoformat() if request.scheduled_for else None,
+            request.run_id,
+            dict(request.params),
+        ],
+        **options,
+    )
