@@ -1,6 +1,6 @@
 """Next-fire throughput of sp_scheduler.cron against croniter, on the same machine.
 
-    python bench/cron_bench.py [--tz Europe/Berlin] [--budget 0.2]
+    python bench/cron_bench.py [--tz Europe/Berlin] [--budget 0.1]
 
 Each engine walks forward from a fixed start, feeding every result back in as the next `after`, as the
 scheduler does. croniter is timed two ways: a new croniter per call (`croniter(expr, prev).get_next`,
@@ -109,7 +109,7 @@ def check_same_results(cron: CronExpression, expr: str, start: datetime) -> None
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--tz", default="UTC", help="time zone of the expressions (default UTC)")
-    parser.add_argument("--budget", type=float, default=0.2, help="seconds per timed run (default 0.2)")
+    parser.add_argument("--budget", type=float, default=0.1, help="seconds per timed run (default 0.1)")
     args = parser.parse_args()
     zone = load_zone(args.tz)
     start = datetime(2026, 5, 13, 10, 7, 23, tzinfo=zone)

@@ -55,7 +55,9 @@ _ONE_SECOND = timedelta(seconds=1)
 _NONE = 99  # "no allowed value at or after this index" in the lookup tables
 
 # How day-of-month and day-of-week combine, decided once at parse time.
-_ANY_DAY, _DOM_ONLY, _SCAN_DAYS = 0, 1, 2
+_ANY_DAY, _DOM_ONLY, _DOW_ONLY, _SCAN_DAYS = 0, 1, 2, 3
+_ALL_DOM = sum(1 << d for d in range(1, 32))  # bit sets with every day / weekday allowed
+_ALL_DOW = sum(1 << w for w in range(7))
 
 
 @functools.lru_cache(maxsize=256)
@@ -91,8 +93,8 @@ class CronExpression:
     _next_month: tuple[int, ...] = field(init=False, repr=False, compare=False)
     _dom_bits: int = field(init=False, repr=False, compare=False)  # bit d set: day d allowed
     _dow_bits: int = field(init=False, repr=False, compare=False)  # bit w set: weekday w allowed, Sunday = 0
+    _dow_skip: tuple[int, ...] = field(init=False, repr=False, compare=False)  # days to the next allowed weekday
     _day_mode: int = field(init=False, repr=False, compare=False)
-    _day_either: bool = field(init=False, repr=False, compare=False)
     _both_restricted: bool = field(init=False, repr=False, compare=False)
     _hour_star: bool = field(init=False, repr=False, compare=False)
     _fixed: bool = field(init=False, repr=False, compare=False)
@@ -136,6 +138,8 @@ class CronExpression:
             day_mode = _ANY_DAY
         elif not either and dow_bits == _ALL_DOW:
             day_mode = _DOM_ONLY
+        elif not either and dom_bits == _ALL_DOM:
+            day_mode = _DOW_ONLY
         else:
             day_mode = _SCAN_DAYS
         set_("_next_second", _next_table(seconds, 60))
@@ -145,8 +149,8 @@ class CronExpression:
         set_("_next_month", _next_table(months, 13))
         set_("_dom_bits", dom_bits)
         set_("_dow_bits", dow_bits)
+        set_("_dow_skip", tuple(min((k for k in range(7) if (w + k) % 7 in dows), default=_NONE) for w in range(7)))
         set_("_day_mode", day_mode)
-        set_("_day_either", either)
         set_("_both_restricted", either)
         set_("_hour_star", parts[2].startswith("*"))
         set_("_fixed", bool(self.tz.key and _FIXED_ZONE.fullmatch(self.tz.key)))
@@ -249,8 +253,11 @@ class CronExpression:
         if self._day_mode == _DOM_ONLY:
             x = self._next_dom[d]
             return x if x <= last else 0
-        dom_bits, dow_bits, either = self._dom_bits, self._dow_bits, self._day_either
         weekday = date(y, mo, d).toordinal() % 7  # 0001-01-01 is a Monday, so this is Sunday = 0
+        if self._day_mode == _DOW_ONLY:
+            d += self._dow_skip[weekday]
+            return d if d <= last else 0
+        dom_bits, dow_bits, either = self._dom_bits, self._dow_bits, self._both_restricted
         while d <= last:
             on_dom, on_dow = dom_bits >> d & 1, dow_bits >> weekday & 1
             if (on_dom or on_dow) if either else (on_dom and on_dow):
@@ -309,10 +316,6 @@ class CronExpression:
         seconds = _wall_seconds(wall)
         end = _transition(tz, seconds - offset_second, seconds - offset_first)
         return datetime.fromtimestamp(end, tz) if end > after_ts else None
-
-
-_ALL_DOM = sum(1 << d for d in range(1, 32))
-_ALL_DOW = sum(1 << w for w in range(7))
 
 
 def _parse_field(source: str, text: str, spec: tuple[str, int, int, tuple[str, ...], int]) -> frozenset[int]:

@@ -17,8 +17,8 @@ from sp_scheduler.errors import InvalidCronExpression, InvalidTimeZone
 WED = datetime(2026, 5, 13, 10, 7, 23, tzinfo=UTC)  # a Wednesday
 
 
-def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)  # type: ignore[misc]
+def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0, micro: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, second, micro, tzinfo=UTC)
 
 
 def upcoming(expr: str, after: datetime, count: int = 3, tz: str = "UTC") -> list[datetime]:

@@ -21,9 +21,11 @@ CET, CEST = timedelta(hours=1), timedelta(hours=2)
 EST, EDT = timedelta(hours=-5), timedelta(hours=-4)
 
 
-def at(tz: ZoneInfo, offset: timedelta, *args: int) -> datetime:
+def at(tz: ZoneInfo, offset: timedelta, *wall: int) -> datetime:
     """A wall time with an explicit offset, so each case states which pass of a fold it means."""
-    moment = datetime(*args, tzinfo=tz)  # type: ignore[misc]
+    year, month, day, *rest = wall
+    hour, minute, second = (*rest, 0, 0, 0)[:3]
+    moment = datetime(year, month, day, hour, minute, second, tzinfo=tz)
     for fold in (0, 1):
         candidate = moment.replace(fold=fold)
         if candidate.utcoffset() == offset:

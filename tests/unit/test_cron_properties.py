@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from sp_scheduler.cron import CronExpression
@@ -194,8 +194,19 @@ def never_fires(spec: Spec) -> bool:
     return not any(d <= longest[m] for d in spec.dom.values for m in spec.month.values)
 
 
+FEB_29 = Spec(
+    Field("0", frozenset({0})),
+    Field("0", frozenset({0})),
+    Field("0", frozenset({0})),
+    Field("29", frozenset({29})),
+    Field("feb", frozenset({2})),
+    ALL_DOW,
+)
+
+
 @settings(max_examples=300, deadline=None)
 @given(spec=CALENDAR, after=INSTANTS)
+@example(spec=FEB_29, after=datetime(2097, 1, 1))  # 2100 is not a leap year
 def test_calendar_fields_match_day_by_day_walk(spec: Spec, after: datetime) -> None:
     try:
         cron = CronExpression.parse(spec.expr)
