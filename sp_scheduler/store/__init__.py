@@ -29,6 +29,7 @@ from sp_scheduler.store.runs import (
     last_with_status,
     reap_lost,
     record_slot,
+    record_slots,
 )
 from sp_scheduler.store.state import Override, get_override, get_overrides, set_enabled
 
@@ -61,6 +62,7 @@ __all__ = [
     "query_logs",
     "reap_lost",
     "record_slot",
+    "record_slots",
     "require_current_schema",
     "schema_version",
     "set_enabled",

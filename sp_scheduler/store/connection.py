@@ -34,7 +34,9 @@ def _conninfo(url: str) -> str:
     try:
         params = conninfo.conninfo_to_dict(url)
     except psycopg.ProgrammingError as exc:
-        raise UsageError(f"invalid database URL: {_first_line(exc)}") from None
+        # libpq quotes the whole URI, password included: keep only the reason.
+        reason = _first_line(exc).split(' in URI: "', 1)[0]
+        raise UsageError(f"invalid database URL: {reason}") from None
     params.setdefault("connect_timeout", CONNECT_TIMEOUT_SECONDS)
     params.setdefault("application_name", APPLICATION_NAME)
     return conninfo.make_conninfo("", **params)

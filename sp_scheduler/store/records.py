@@ -83,6 +83,7 @@ class RunRecord:
             value = getattr(self, f.name)
             out[f.name] = value.isoformat() if isinstance(value, datetime) else value
         out["params"] = dict(self.params)
+        out["lateness_ms"] = self.lateness_ms
         return out
 
 

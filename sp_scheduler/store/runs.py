@@ -214,6 +214,27 @@ def record_slot(
         return cur.rowcount == 1
 
 
+def record_slots(
+    conn: psycopg.Connection[Any],
+    *,
+    job_name: str,
+    slots: Sequence[datetime],
+    status: Literal["missed", "skipped"],
+    message: str,
+) -> int:
+    """Record many slots that will not run in one statement; returns how many were new."""
+    if not slots:
+        return 0
+    with atomic(conn), conn.cursor() as cur:
+        cur.execute(
+            "INSERT INTO sp_job_runs (id, job_name, trigger, scheduled_for, status, message, finished_at)"
+            " SELECT id, %s, 'schedule', slot, %s, %s, clock_timestamp()"
+            " FROM unnest(%s::uuid[], %s::timestamptz[]) AS s(id, slot) ON CONFLICT DO NOTHING",
+            (job_name, status, message, [slot_run_id(job_name, slot) for slot in slots], list(slots)),
+        )
+        return cur.rowcount
+
+
 def get_run(conn: psycopg.Connection[Any], run_id: str) -> RunRecord:
     """One run by id; `UnknownRun` when the ledger does not hold it."""
     key = run_uuid(run_id)
@@ -276,25 +297,33 @@ _ALL_JOB_NAMES = sql.SQL(
 _GIVEN_JOB_NAMES = sql.SQL("WITH names(job_name) AS (SELECT DISTINCT unnest(%(names)s::text[]))")
 
 
+# The newest row of a job (and status) by seeking in the composite index: start at the first entry
+# >= (job[, status]) in index order, which is that group's newest row if the group exists. Only that
+# index yields this ordering, so the planner cannot wander off to the created_at index and scan the
+# whole table for a job that never failed (it does with `WHERE job_name = .. ORDER BY created_at LIMIT 1`).
+_NEWEST_OF_JOB = sql.SQL(
+    "CROSS JOIN LATERAL (SELECT {cols} FROM sp_job_runs WHERE job_name >= n.job_name"
+    " ORDER BY job_name, created_at DESC LIMIT 1) r"
+    " WHERE r.job_name = n.job_name"
+)
+_NEWEST_OF_JOB_AND_STATUS = sql.SQL(
+    "CROSS JOIN unnest(%(statuses)s::text[]) AS s(status)"
+    " CROSS JOIN LATERAL (SELECT {cols} FROM sp_job_runs WHERE (job_name, status) >= (n.job_name, s.status)"
+    " ORDER BY job_name, status, created_at DESC LIMIT 1) r"
+    " WHERE r.job_name = n.job_name AND r.status = s.status"
+)
+
+
 def _latest_per_job(
     conn: psycopg.Connection[Any], job_names: Sequence[str] | None, *, statuses: list[RunStatus] | None
 ) -> dict[str, RunRecord]:
     """One index probe per job (per job and status when filtering) instead of sorting the whole table."""
-    if job_names is not None and not job_names:
+    if (job_names is not None and not job_names) or (statuses is not None and not statuses):
         return {}
-    if statuses is not None and not statuses:
-        return {}
-    if statuses is None:
-        per_job = sql.SQL("CROSS JOIN LATERAL (SELECT {cols} FROM sp_job_runs WHERE job_name = n.job_name")
-    else:
-        per_job = sql.SQL(
-            "CROSS JOIN unnest(%(statuses)s::text[]) AS s(status)"
-            " CROSS JOIN LATERAL (SELECT {cols} FROM sp_job_runs WHERE job_name = n.job_name AND status = s.status"
-        )
+    newest = _NEWEST_OF_JOB if statuses is None else _NEWEST_OF_JOB_AND_STATUS
     query = sql.SQL(
-        "{names} SELECT DISTINCT ON (r.job_name) r.* FROM names n {per_job} ORDER BY created_at DESC LIMIT 1) r"
-        " WHERE n.job_name IS NOT NULL ORDER BY r.job_name, r.created_at DESC"
-    ).format(names=_ALL_JOB_NAMES if job_names is None else _GIVEN_JOB_NAMES, per_job=per_job.format(cols=COLUMNS))
+        "{names} SELECT DISTINCT ON (r.job_name) r.* FROM names n {newest} ORDER BY r.job_name, r.created_at DESC"
+    ).format(names=_ALL_JOB_NAMES if job_names is None else _GIVEN_JOB_NAMES, newest=newest.format(cols=COLUMNS))
     params = {"names": list(job_names or []), "statuses": list(statuses or [])}
     with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
         rows = cur.execute(query, params).fetchall()

@@ -38,6 +38,7 @@ from sp_scheduler.store import (
     query_logs,
     reap_lost,
     record_slot,
+    record_slots,
     require_current_schema,
     schema_version,
     set_enabled,
@@ -121,6 +122,12 @@ def test_connect_to_a_closed_port_names_the_server_and_hides_the_password() -> N
     assert message.startswith(f"cannot reach Postgres at 127.0.0.1:{port}/ledger: ")
     assert "secret" not in message
     assert "\n" not in message
+
+
+def test_a_malformed_url_is_a_usage_error_without_the_password() -> None:
+    with pytest.raises(UsageError, match="invalid database URL") as raised:
+        connect("postgresql://sp:secret@[::1/ledger")
+    assert "secret" not in str(raised.value)
 
 
 def test_open_pool_on_a_closed_port_is_database_unavailable() -> None:
@@ -397,6 +404,131 @@ def test_record_slot_keeps_the_first_row_for_a_slot(conn: psycopg.Connection[Any
     assert (missed.status, missed.message, missed.trigger) == ("missed", "beat was down", "schedule")
     assert missed.finished_at is not None
     assert claim(conn).outcome == "duplicate"
+
+
+def test_a_claim_racing_a_recorded_slot_becomes_a_duplicate(database_url: str) -> None:
+    """Beat's record_slot does not take the job lock: the claim's insert must still yield to it."""
+
+    def worker_claim() -> Claim:
+        with connect(database_url) as worker:
+            return claim(worker)
+
+    with (
+        connect(database_url) as beat,
+        connect(database_url, autocommit=True) as observer,
+        ThreadPoolExecutor(1) as pool,
+    ):
+        with beat.transaction():
+            # Inside an outer transaction, the slot row stays uncommitted until the block ends.
+            record_slot(beat, job_name="cleanup", scheduled_for=SLOT, status="missed", message="beat was down")
+            future = pool.submit(worker_claim)
+            wait_until(
+                lambda: (
+                    observer.execute(
+                        "SELECT count(*) FROM pg_stat_activity"
+                        " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                    ).fetchone()
+                    == (1,)
+                ),
+                timeout=10,
+                message="the claim to wait on the uncommitted slot row",
+            )
+        result = future.result(timeout=10)
+    assert result.outcome == "duplicate"
+    assert result.record is not None and result.record.status == "missed"
+
+
+def test_an_override_wins_over_the_yaml_when_asked(conn: psycopg.Connection[Any]) -> None:
+    set_enabled(conn, "cleanup", enabled=False, actor="ops")
+    ignored = claim_run(
+        conn,
+        run_id=str(uuid.uuid4()),
+        job_name="cleanup",
+        trigger="manual",
+        scheduled_for=None,
+        params={},
+        worker="w",
+        lease_seconds=60,
+        overlap="allow",
+        enabled=True,
+    )
+    assert ignored.outcome == "run"  # manual runs pass use_override=False: the caller decided
+    disabled = claim_run(
+        conn,
+        run_id=slot_run_id("cleanup", SLOT),
+        job_name="cleanup",
+        trigger="schedule",
+        scheduled_for=SLOT,
+        params={},
+        worker="w",
+        lease_seconds=60,
+        overlap="allow",
+        enabled=True,
+        use_override=True,
+    )
+    assert (disabled.outcome, disabled.reason) == ("skipped", "job is disabled")
+    set_enabled(conn, "cleanup", enabled=True, actor="ops")
+    later = SLOT + timedelta(minutes=1)
+    enabled = claim_run(
+        conn,
+        run_id=slot_run_id("cleanup", later),
+        job_name="cleanup",
+        trigger="schedule",
+        scheduled_for=later,
+        params={},
+        worker="w",
+        lease_seconds=60,
+        overlap="allow",
+        enabled=False,
+        use_override=True,
+    )
+    assert enabled.outcome == "run"
+
+
+def test_record_slots_inserts_a_batch_once(conn: psycopg.Connection[Any]) -> None:
+    slots = [SLOT + timedelta(minutes=i) for i in range(5)]
+    assert record_slots(conn, job_name="cleanup", slots=slots, status="missed", message="beat was down") == 5
+    assert (
+        record_slots(
+            conn, job_name="cleanup", slots=[*slots[3:], SLOT + timedelta(hours=1)], status="missed", message="again"
+        )
+        == 1
+    )
+    assert record_slots(conn, job_name="cleanup", slots=[], status="missed", message="none") == 0
+    assert [r.status for r in history(conn)] == ["missed"] * 6
+    assert claim(conn, slot=slots[0]).outcome == "duplicate"
+
+
+def test_finish_run_writes_the_runs_last_log_lines(conn: psycopg.Connection[Any]) -> None:
+    started = claim(conn).record
+    assert started is not None
+    line = LogRecordRow(datetime.now(UTC), "INFO", "sp.job", "done", "cleanup", started.id, {"n": 42})
+    assert finish(conn, started.id, logs=[line]).status == "succeeded"
+    assert [row for _, row in query_logs(conn, run_id=started.id)] == [line]
+
+
+def test_a_queued_run_can_be_closed_as_failed(conn: psycopg.Connection[Any]) -> None:
+    run_id = str(uuid.uuid4())
+    enqueue_run(conn, run_id=run_id, job_name="report", trigger="manual", scheduled_for=None, params={})
+    closed = finish(conn, run_id, status="failed", message="could not publish")
+    assert (closed.status, closed.message) == ("failed", "could not publish")
+
+
+def test_the_store_works_on_an_autocommit_pool(database_url: str) -> None:
+    pool = open_pool(database_url, autocommit=True, check_on_checkout=False, synchronous_commit=False)
+    try:
+        with pool.connection() as pooled:
+            assert pooled.autocommit is True
+            assert pooled.execute("SHOW synchronous_commit").fetchone() == ("off",)
+            started = claim(pooled).record
+            assert started is not None
+            assert claim(pooled).outcome == "duplicate"
+            assert heartbeat(pooled, [started.id], 60) == 1
+            finish(pooled, started.id)
+        with connect(database_url) as other:
+            assert get_run(other, started.id).status == "succeeded"
+    finally:
+        pool.close()
 
 
 # -- reading history ------------------------------------------------------------------------------------
