@@ -6,6 +6,7 @@ and with what options?". This module answers it once, from a config and a regist
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,6 +17,8 @@ from sp_scheduler.errors import ConfigError, InvalidCronExpression, Problem, Unk
 from sp_scheduler.jobs import Job
 from sp_scheduler.registry import Registry, discover
 from sp_scheduler.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,3 +160,43 @@ def load_catalog(settings: Settings) -> Catalog:
     if problems:
         raise ConfigError(problems)
     return catalog
+
+
+class CatalogWatch:
+    """The catalogue, reloaded when config or profile files change; a broken reload keeps the last good one."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._stamp: tuple[tuple[int, int], ...] | None = None
+        self._catalog: Catalog | None = None
+        self._loads = 0
+
+    def _current_stamp(self) -> tuple[tuple[int, int], ...]:
+        stamps = []
+        for path in (self.settings.config_path, self.settings.profile_path):
+            try:
+                info = path.stat() if path is not None else None
+            except OSError:
+                info = None
+            stamps.append((info.st_mtime_ns, info.st_size) if info else (-1, -1))
+        return tuple(stamps)
+
+    @property
+    def reloaded(self) -> int:
+        """How many times a new catalogue was loaded (callers compare it to notice changes)."""
+        return self._loads
+
+    def catalog(self) -> Catalog:
+        stamp = self._current_stamp()
+        if self._catalog is None or stamp != self._stamp:
+            try:
+                self._catalog = load_catalog(self.settings)
+                self._loads += 1
+            except ConfigError as exc:
+                if self._catalog is None:
+                    raise
+                for problem in exc.problems:
+                    log.error("config problem", extra={"problem": str(problem)})
+                log.error("config reload failed; keeping the last good config", extra={"problems": len(exc.problems)})
+            self._stamp = stamp
+        return self._catalog

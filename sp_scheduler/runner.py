@@ -22,8 +22,8 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from sp_scheduler import store
-from sp_scheduler.catalog import Catalog, JobDefinition, load_catalog
-from sp_scheduler.errors import ConfigError, UnknownJob
+from sp_scheduler.catalog import Catalog, CatalogWatch, JobDefinition
+from sp_scheduler.errors import UnknownJob
 from sp_scheduler.jobs import JobContext, JobResult, Trigger
 from sp_scheduler.leases import LeaseKeeper
 from sp_scheduler.runlog import RunLogBuffer, run_logger
@@ -51,37 +51,12 @@ class RunRequest:
         return store.slot_run_id(self.job_name, self.scheduled_for)
 
 
-class _ConfigWatch:
-    """Reloads the catalogue when config or profile files change; keeps the last good one if broken."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self._stamp: tuple[float, ...] | None = None
-        self._catalog: Catalog | None = None
-
-    def _current_stamp(self) -> tuple[float, ...]:
-        paths = [self.settings.config_path, self.settings.profile_path]
-        return tuple(p.stat().st_mtime if p is not None and p.exists() else -1.0 for p in paths)
-
-    def catalog(self) -> Catalog:
-        stamp = self._current_stamp()
-        if self._catalog is None or stamp != self._stamp:
-            try:
-                self._catalog = load_catalog(self.settings)
-            except ConfigError as exc:
-                if self._catalog is None:
-                    raise
-                log.error("config reload failed; keeping the last good config", extra={"problems": exc.problems})
-            self._stamp = stamp
-        return self._catalog
-
-
 class WorkerRuntime:
     """Per-process resources: ledger pool, event loop, job database pool. Re-created after fork."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.config = _ConfigWatch(settings)
+        self.config = CatalogWatch(settings)
         self.hostname = f"{socket.gethostname()}:{os.getpid()}"
         self._pid = os.getpid()
         self._ledger: ConnectionPool[psycopg.Connection[Any]] | None = None

@@ -26,6 +26,9 @@ DEFAULT_VISIBILITY_TIMEOUT = 6 * 3600
 # The Celery hard limit kills a run stuck in blocking code this long after its own timeout.
 HARD_LIMIT_GRACE = 30.0
 
+# Publishing gives up after about a second, so a down broker becomes a one-line error, not a hang.
+PUBLISH_RETRY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.5, "interval_max": 0.5}
+
 log = logging.getLogger(__name__)
 
 
@@ -84,6 +87,7 @@ def create_app(settings: Settings | None = None) -> Celery:
         enable_utc=True,
         timezone="UTC",
         redbeat_redis_url=settings.redis_url,
+        redbeat_redis_options={},  # explicit: beat's client takes none of the broker's transport options
         redbeat_key_prefix="sp_scheduler:redbeat:",
     )
     runtime = WorkerRuntime(settings)
@@ -120,9 +124,15 @@ def send_run(
     *,
     queue: str = DEFAULT_QUEUE,
     timeout: float | None = None,
+    producer: Any = None,
 ) -> None:
-    """Publish one run message; the per-job timeout becomes Celery's hard limit plus a grace period."""
-    options: dict[str, Any] = {"queue": queue}
+    """Publish one run message; the per-job timeout becomes Celery's hard limit plus a grace period.
+
+    Beat passes its long-lived producer; the CLI lets Celery pick one from the pool.
+    """
+    options: dict[str, Any] = {"queue": queue, "retry_policy": PUBLISH_RETRY}
+    if producer is not None:
+        options["producer"] = producer
     if timeout is not None:
         options["time_limit"] = timeout + HARD_LIMIT_GRACE
     app.send_task(

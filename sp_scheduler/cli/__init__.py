@@ -12,7 +12,7 @@ from sp_scheduler.cli.config_cmd import config_group
 from sp_scheduler.cli.cron_cmd import cron_group
 from sp_scheduler.cli.db_cmd import db_group
 from sp_scheduler.cli.jobs_cmd import jobs_group
-from sp_scheduler.cli.process_cmd import worker_cmd
+from sp_scheduler.cli.process_cmd import beat_cmd, worker_cmd
 from sp_scheduler.cli.runs_cmd import RUN_COMMANDS
 from sp_scheduler.cli.state import CliState
 from sp_scheduler.errors import ConfigError, ExitCode, SchedulerError
@@ -74,6 +74,7 @@ cli.add_command(cron_group)
 cli.add_command(config_group)
 cli.add_command(db_group)
 cli.add_command(worker_cmd)
+cli.add_command(beat_cmd)
 
 
 def main() -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import signal
+from typing import Any
+
 import click
 
 from sp_scheduler.cli.state import CliState, pass_state
@@ -34,3 +37,27 @@ def worker_cmd(state: CliState, celery_args: tuple[str, ...]) -> None:
         args += ["--loglevel", "INFO"]
     app = create_app(state.settings)
     app.worker_main(["worker", *args])
+
+
+@click.command("beat", context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
+@pass_state
+def beat_cmd(state: CliState, celery_args: tuple[str, ...]) -> None:
+    """Run the scheduler (celery beat on RedBeat); start several for standby, one leads. SIGHUP re-syncs."""
+    from celery.signals import beat_init
+
+    from sp_scheduler.worker import create_app
+
+    preflight(state)
+    configure_logging()
+    args = list(celery_args)
+    if not any(arg.startswith(("-l", "--loglevel")) for arg in args):
+        args += ["--loglevel", "INFO"]
+
+    @beat_init.connect(weak=False)  # type: ignore[untyped-decorator]
+    def _reload_on_hangup(sender: Any = None, **_: Any) -> None:
+        scheduler = sender.scheduler
+        signal.signal(signal.SIGHUP, lambda *_: scheduler.request_sync())
+
+    app = create_app(state.settings)
+    app.start(["beat", "-S", "sp_scheduler.beat:SlotScheduler", *args])

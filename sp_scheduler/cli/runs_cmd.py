@@ -229,9 +229,24 @@ def _set_enabled(state: CliState, name: str, enabled: bool, reason: str | None) 
     definition = state.catalog().get(name)
     with state.database() as conn:
         override = set_enabled(conn, definition.name, enabled=enabled, actor=state.settings.actor, reason=reason)
+    _request_beat_sync(state)
     word = "enabled" if override.enabled else "disabled"
     suffix = f" ({override.reason})" if override.reason else ""
     click.echo(f"{word} {definition.name} by {override.actor}{suffix}")
+
+
+def _request_beat_sync(state: CliState) -> None:
+    """Tell the leading beat to apply the override now (it also re-syncs every few seconds anyway)."""
+    import redis
+
+    from sp_scheduler.keys import SYNC_REQUESTED
+
+    try:
+        redis.Redis.from_url(state.settings.redis_url, socket_connect_timeout=2, socket_timeout=2).set(
+            SYNC_REQUESTED, "1", ex=60
+        )
+    except redis.RedisError as exc:
+        click.echo(f"note: could not signal beat ({exc}); it applies the change at its next periodic sync", err=True)
 
 
 @click.command("enable")

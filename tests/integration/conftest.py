@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from sp_scheduler.cli import cli
-from tests.support.processes import ManagedProcess, service_env, start_worker, write_config
+from tests.support.processes import ManagedProcess, service_env, start_beat, start_worker, write_config
 
 pytestmark = pytest.mark.integration
 
@@ -35,6 +35,11 @@ class System:
 
     def worker(self, name: str = "w1", *, concurrency: int = 1, **extra_env: str) -> ManagedProcess:
         process = start_worker(name, self.env(**extra_env), self.log_dir, concurrency=concurrency)
+        self.processes.append(process)
+        return process
+
+    def beat(self, name: str = "beat1", *, lead: bool = True, **extra_env: str) -> ManagedProcess:
+        process = start_beat(name, self.env(**extra_env), self.log_dir, lead=lead)
         self.processes.append(process)
         return process
 

@@ -115,3 +115,17 @@ def start_worker(
 
     wait_until(ready, timeout=ready_timeout, message=f"worker {name} did not become ready")
     return process
+
+
+def start_beat(name: str, env: Mapping[str, str], log_dir: Path, *, lead: bool = True) -> ManagedProcess:
+    """Start `sp-scheduler beat`; with `lead`, wait until it has taken the lead."""
+    process = start_process(name, ["beat"], env, log_dir)
+    marker = "beat took the lead" if lead else "beat: Starting..."
+
+    def started() -> bool:
+        if process.popen.poll() is not None:
+            raise AssertionError(f"beat {name} exited with {process.popen.returncode}:\n{process.output()}")
+        return marker in process.output()
+
+    wait_until(started, timeout=30, message=f"beat {name} did not start")
+    return process

@@ -1,0 +1,357 @@
+"""Beat on RedBeat: one leader fires every enabled job at its six-field cron slots, exactly once per slot.
+
+Started as `celery beat -S sp_scheduler.beat:SlotScheduler` (what `sp-scheduler beat` runs). Entries
+live in Redis in RedBeat's format (a hash per job, a sorted set scored by due time). Each tick the
+leader sends one message per due slot carrying `scheduled_for`; slots it could not send in time are
+recorded `missed` in Postgres, and after downtime a job runs once (coalesced), never as a burst.
+
+Unlike stock RedBeat, leadership is taken and kept inside the tick (a standby polls instead of
+blocking in `beat_init`), and a Redis outage makes beat wait and retry instead of exiting.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import redis
+from redbeat.schedulers import RedBeatScheduler, get_redis
+
+from sp_scheduler import keys, store
+from sp_scheduler.catalog import Catalog, CatalogWatch
+from sp_scheduler.runner import RunRequest, WorkerRuntime
+from sp_scheduler.schedule import CronSchedule, ScheduleDecoder, ScheduleEncoder, UndecodableSchedule
+from sp_scheduler.slots import plan_due
+from sp_scheduler.worker import TASK_NAME, reap_lost_runs, send_run
+
+log = logging.getLogger(__name__)
+
+LOCK_TTL = 10.0  # a standby takes over at most this long (plus one poll) after the leader dies
+STANDBY_POLL = 1.0
+MAX_SLEEP = 1.0  # ticks at least this often: lock, heartbeat and sync stay fresh
+SYNC_INTERVAL = 10.0  # full re-sync with config and overrides even when nothing signalled a change
+UNDECODABLE_RETRY = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class EntrySpec:
+    """The desired RedBeat entry of one scheduled job."""
+
+    job_name: str
+    expression: str
+    timezone: str
+    queue: str
+    timeout: float | None
+    misfire_grace: float
+
+    def definition(self) -> str:
+        """The entry's `definition` field, deterministic so changes are detected by comparison."""
+        body = {
+            "name": self.job_name,
+            "task": TASK_NAME,
+            "args": [],
+            "kwargs": {"job_name": self.job_name, "timeout": self.timeout, "misfire_grace": self.misfire_grace},
+            "options": {"queue": self.queue},
+            "schedule": CronSchedule(self.expression, self.timezone),
+            "enabled": True,
+        }
+        return json.dumps(body, cls=ScheduleEncoder, sort_keys=True)
+
+
+def desired_entries(catalog: Catalog, overrides: Mapping[str, bool]) -> dict[str, EntrySpec]:
+    """Every job that should be on the live schedule: has a cron, is enabled (override wins)."""
+    if not catalog.scheduler_enabled:
+        return {}
+    return {
+        d.name: EntrySpec(d.name, d.schedule, d.timezone, d.queue, d.timeout, d.misfire_grace)
+        for d in catalog
+        if d.cron is not None and d.enabled(overrides.get(d.name))
+    }
+
+
+def _encode_meta(last_slot: datetime) -> str:
+    return json.dumps({"last_run_at": last_slot}, cls=ScheduleEncoder)
+
+
+class SlotScheduler(RedBeatScheduler):  # type: ignore[misc]
+    """RedBeat's storage and Celery's beat loop, with sp-scheduler's tick."""
+
+    max_interval = MAX_SLEEP
+
+    def __init__(self, app: Any, **kwargs: Any) -> None:
+        runtime: WorkerRuntime = app.sp_runtime
+        self.runtime = runtime
+        self.watch = CatalogWatch(runtime.settings)
+        self.beat_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.leader = False
+        self.startup_done = False
+        self._startup_sent: set[str] = set()
+        self._lock: Any = None
+        self._synced_at = 0.0
+        self._synced_loads = -1
+        self._reaped_at = 0.0
+        self._overrides: dict[str, bool] = {}
+        super().__init__(app, **kwargs)
+        self.lock_key = None  # leadership is ours (in tick); RedBeat's blocking beat_init lock stays out
+
+    # -- Celery hooks ---------------------------------------------------------------------------------
+
+    def setup_schedule(self) -> None:
+        """Nothing at construction: entries are synced when this beat takes the lead."""
+
+    def tick(self, *args: Any, **kwargs: Any) -> float:
+        try:
+            return self._tick()
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as exc:
+            self._step_down("Redis unreachable", exc)
+            return STANDBY_POLL
+        except redis.exceptions.LockError as exc:  # our lock expired or vanished (e.g. Redis restarted)
+            self._step_down("lost the leader lock", exc)
+            return 0.0
+        except Exception as exc:  # beat must outlive any single bad tick; the next one retries
+            log.exception("beat tick failed", extra={"error": repr(exc)})
+            return STANDBY_POLL
+
+    def close(self) -> None:
+        if self._lock is not None and self.leader:
+            try:
+                self._lock.release()
+                log.info("beat released leadership", extra={"beat": self.beat_id})
+            except redis.exceptions.RedisError:
+                pass
+        self.leader = False
+        super().close()
+
+    @property
+    def info(self) -> str:
+        return f"       . sp-scheduler slots, leader lock {keys.LEADER_LOCK} ({LOCK_TTL:g}s), id {self.beat_id}"
+
+    # -- the tick ------------------------------------------------------------------------------------------
+
+    def _tick(self) -> float:
+        client = get_redis(self.app)
+        if not self.leader:
+            if not self._take_lead(client):
+                client.zadd(keys.BEAT_INSTANCES, {self.beat_id: time.time()})
+                return STANDBY_POLL
+        elif not self._lock.extend(LOCK_TTL, replace_ttl=True):
+            self._step_down("lost the leader lock", None)
+            return STANDBY_POLL
+        now = time.time()
+        self._maybe_sync(client, now)
+        if not self.startup_done:
+            self._send_startup_runs()
+        self._maybe_reap(now)
+        self._fire_due(client)
+        self._heartbeat(client)
+        return self._sleep_until_next(client)
+
+    def _take_lead(self, client: Any) -> bool:
+        self._lock = client.lock(keys.LEADER_LOCK, timeout=LOCK_TTL, blocking=False)
+        if not self._lock.acquire(blocking=False):
+            return False
+        self.leader = True
+        self._synced_loads = -1  # force a full sync now
+        client.hset(keys.BEAT_LEADER, mapping={"id": self.beat_id, "since": time.time()})
+        log.info("beat took the lead", extra={"beat": self.beat_id})
+        return True
+
+    def _step_down(self, why: str, exc: BaseException | None) -> None:
+        if self.leader:
+            log.warning("beat stepped down", extra={"beat": self.beat_id, "reason": why, "error": repr(exc)})
+        else:
+            log.warning("beat waiting", extra={"beat": self.beat_id, "reason": why, "error": repr(exc)})
+        self.leader = False
+
+    def _heartbeat(self, client: Any) -> None:
+        now = time.time()
+        with client.pipeline() as pipe:
+            pipe.hset(
+                keys.BEAT_LEADER,
+                mapping={"id": self.beat_id, "host": socket.gethostname(), "pid": os.getpid(), "last_tick": now},
+            )
+            pipe.expire(keys.BEAT_LEADER, int(LOCK_TTL * 3))
+            pipe.zadd(keys.BEAT_INSTANCES, {self.beat_id: now})
+            pipe.execute()
+
+    def _sleep_until_next(self, client: Any) -> float:
+        head = client.zrange(keys.schedule_key(), 0, 0, withscores=True)
+        if not head:
+            return MAX_SLEEP
+        return float(min(max(head[0][1] - time.time(), 0.0), MAX_SLEEP))
+
+    # -- sync: Redis entries == effective config -----------------------------------------------------------
+
+    def request_sync(self) -> None:
+        """Make the next tick re-sync (SIGHUP)."""
+        self._synced_at = 0.0
+
+    def _maybe_sync(self, client: Any, now: float) -> None:
+        catalog = self.watch.catalog()
+        flagged = client.getdel(keys.SYNC_REQUESTED) is not None
+        changed = self.watch.reloaded != self._synced_loads
+        if changed or flagged or now - self._synced_at >= SYNC_INTERVAL:
+            self.sync_entries(client, catalog)
+            self._synced_loads = self.watch.reloaded
+            self._synced_at = now
+
+    def _load_overrides(self) -> dict[str, bool]:
+        try:
+            with self.runtime.ledger().connection() as conn:
+                self._overrides = {name: o.enabled for name, o in store.get_overrides(conn).items()}
+        except Exception as exc:  # Postgres down: keep the overrides we knew
+            log.warning("cannot read overrides; using the last known", extra={"error": str(exc)})
+        return self._overrides
+
+    def sync_entries(self, client: Any, catalog: Catalog) -> None:
+        """Add new jobs, update changed ones, remove deleted or disabled ones."""
+        desired = desired_entries(catalog, self._load_overrides())
+        schedule_key = keys.schedule_key()
+        existing = {key[len(keys.REDBEAT_PREFIX) :]: key for key in client.zrange(schedule_key, 0, -1)}
+        with client.pipeline() as pipe:
+            for key in existing.values():
+                pipe.hget(key, "definition")
+            current = dict(zip(existing, pipe.execute(), strict=True))
+        now = datetime.now(UTC)
+        with client.pipeline() as pipe:
+            for name, key in existing.items():
+                if name not in desired:
+                    pipe.zrem(schedule_key, key)
+                    pipe.delete(key)
+                    log.info("schedule entry removed", extra={"job": name})
+            for name, spec in desired.items():
+                definition = spec.definition()
+                if current.get(name) == definition:
+                    continue
+                # New or changed: start counting slots from now, so a change never creates "missed" slots.
+                key = keys.entry_key(name)
+                cron = CronSchedule(spec.expression, spec.timezone)
+                pipe.hset(key, mapping={"definition": definition, "meta": _encode_meta(now)})
+                pipe.zadd(schedule_key, {key: cron.next_after(now).timestamp()})
+                log.info(
+                    "schedule entry set",
+                    extra={
+                        "job": name,
+                        "change": "updated" if name in current else "added",
+                        "schedule": spec.expression,
+                        "timezone": spec.timezone,
+                    },
+                )
+            pipe.execute()
+
+    # -- firing ----------------------------------------------------------------------------------------------
+
+    def _fire_due(self, client: Any) -> None:
+        schedule_key = keys.schedule_key()
+        now_ts = time.time()
+        due = client.zrangebyscore(schedule_key, "-inf", now_ts)
+        if not due:
+            return
+        with client.pipeline() as pipe:
+            for key in due:
+                pipe.hmget(key, ["definition", "meta"])
+            stored = pipe.execute()
+        now = datetime.fromtimestamp(now_ts, UTC)
+        updates: list[tuple[str, datetime, float]] = []
+        for key, (definition, meta) in zip(due, stored, strict=True):
+            if definition is None:
+                client.zrem(schedule_key, key)
+                continue
+            update = self._fire_entry(key, definition, meta, now)
+            if update is not None:
+                updates.append(update)
+        with client.pipeline() as pipe:
+            for key, last_slot, next_ts in updates:
+                pipe.hset(key, "meta", _encode_meta(last_slot))
+                pipe.zadd(schedule_key, {key: next_ts})
+            pipe.execute()
+
+    def _fire_entry(self, key: str, definition: str, meta: str | None, now: datetime) -> tuple[str, datetime, float]:
+        try:
+            body = json.loads(definition, cls=ScheduleDecoder)
+            schedule = body["schedule"]
+            kwargs = body["kwargs"]
+            job_name = str(kwargs["job_name"])
+        except (ValueError, KeyError, TypeError) as exc:
+            log.error("schedule entry cannot be decoded; skipped", extra={"key": key, "error": repr(exc)})
+            return key, now, now.timestamp() + UNDECODABLE_RETRY
+        if not isinstance(schedule, CronSchedule):
+            reason = schedule.reason if isinstance(schedule, UndecodableSchedule) else repr(schedule)
+            log.error("schedule entry has an unusable schedule; skipped", extra={"key": key, "error": reason})
+            return key, now, now.timestamp() + UNDECODABLE_RETRY
+        last = json.loads(meta, cls=ScheduleDecoder).get("last_run_at") if meta else None
+        plan = plan_due(schedule.cron, last or now, now, float(kwargs.get("misfire_grace") or 0))
+        if plan.run is not None:
+            send_run(
+                self.app,
+                RunRequest(job_name, "schedule", plan.run),
+                queue=body.get("options", {}).get("queue") or "sp_scheduler",
+                timeout=kwargs.get("timeout"),
+                producer=self.producer,
+            )
+        if plan.missed_total:
+            self._record_missed(job_name, plan.missed, plan.missed_total, caught_up=plan.run is not None)
+        return key, plan.last_slot, plan.next_due.timestamp()
+
+    def _record_missed(self, job_name: str, slots: tuple[datetime, ...], total: int, *, caught_up: bool) -> None:
+        message = "missed: no beat was running (or it fell behind) at this slot"
+        message += "; the newest slot ran as the catch-up" if caught_up else "; past misfire_grace, not run"
+        log.warning("slots missed", extra={"job": job_name, "missed": total, "caught_up": caught_up})
+        try:
+            with self.runtime.ledger().connection() as conn:
+                store.record_slots(conn, job_name=job_name, slots=slots, status="missed", message=message)
+        except Exception as exc:  # history is best effort here; the schedule must keep going
+            log.error("cannot record missed slots", extra={"job": job_name, "error": str(exc)})
+
+    # -- startup jobs and lost runs ------------------------------------------------------------------------
+
+    def _send_startup_runs(self) -> None:
+        """Jobs whose code says run_on_startup and whose YAML (and override) enables them, once per process."""
+        catalog = self.watch.catalog()
+        pending = [
+            d
+            for d in catalog
+            if catalog.scheduler_enabled
+            and d.run_on_startup
+            and d.enabled(self._overrides.get(d.name))
+            and d.name not in self._startup_sent
+        ]
+        try:
+            with self.runtime.ledger().connection() as conn:
+                for definition in pending:
+                    run_id = str(uuid.uuid4())
+                    store.enqueue_run(
+                        conn,
+                        run_id=run_id,
+                        job_name=definition.name,
+                        trigger="startup",
+                        scheduled_for=None,
+                        params=dict(definition.params),
+                    )
+                    send_run(
+                        self.app,
+                        RunRequest(definition.name, "startup", None, run_id),
+                        queue=definition.queue,
+                        timeout=definition.timeout,
+                        producer=self.producer,
+                    )
+                    self._startup_sent.add(definition.name)
+                    log.info("startup run sent", extra={"job": definition.name, "run_id": run_id})
+        except Exception as exc:  # the rest are retried next tick; each sent one is in the ledger
+            log.error("cannot send startup runs; retrying", extra={"error": str(exc)})
+            return
+        self.startup_done = True
+
+    def _maybe_reap(self, now: float) -> None:
+        if now - self._reaped_at < max(self.runtime.settings.lease_seconds / 3, 1.0):
+            return
+        self._reaped_at = now
+        reap_lost_runs(self.runtime)
