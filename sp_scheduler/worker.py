@@ -8,13 +8,15 @@ message harmless.
 from __future__ import annotations
 
 import logging
+import time
 from datetime import datetime
 from typing import Any
 
+import redis
 from celery import Celery, bootsteps
 from celery.signals import worker_process_shutdown
 
-from sp_scheduler import store
+from sp_scheduler import keys, store
 from sp_scheduler.config import DEFAULT_QUEUE
 from sp_scheduler.runner import RunRequest, WorkerRuntime, execute_run
 from sp_scheduler.settings import Settings
@@ -32,8 +34,9 @@ PUBLISH_RETRY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.5, "i
 log = logging.getLogger(__name__)
 
 
-class LeaseReaper(bootsteps.StartStopStep):  # type: ignore[misc]
-    """Marks runs whose worker died as `lost`, from the worker's main process, every few seconds."""
+class WorkerHousekeeping(bootsteps.StartStopStep):  # type: ignore[misc]
+    """From each worker's main process, every few seconds: mark runs of dead workers `lost`, and
+    record this worker as seen (for `jobs status`)."""
 
     requires = {"celery.worker.components:Timer"}
 
@@ -44,12 +47,33 @@ class LeaseReaper(bootsteps.StartStopStep):  # type: ignore[misc]
     def start(self, worker: Any) -> None:
         runtime: WorkerRuntime = worker.app.sp_runtime
         interval = max(runtime.settings.lease_seconds / 3, 0.2)
-        self.tref = worker.timer.call_repeatedly(interval, reap_lost_runs, (runtime,), priority=10)
+        seen = WorkerPresence(runtime.settings.redis_url, worker.hostname)
+        seen.mark()
+        self.tref = worker.timer.call_repeatedly(interval, _housekeeping, (runtime, seen), priority=10)
 
     def stop(self, worker: Any) -> None:
         if self.tref is not None:
             self.tref.cancel()
             self.tref = None
+
+
+class WorkerPresence:
+    """Writes `hostname -> now` into a Redis sorted set; readers treat old scores as gone."""
+
+    def __init__(self, redis_url: str, hostname: str) -> None:
+        self.client = redis.Redis.from_url(redis_url, socket_connect_timeout=2, socket_timeout=2)
+        self.hostname = hostname
+
+    def mark(self) -> None:
+        try:
+            self.client.zadd(keys.WORKERS_SEEN, {self.hostname: time.time()})
+        except redis.RedisError as exc:  # the broker connection has its own retries; this is informational
+            log.debug("cannot record worker presence", extra={"error": str(exc)})
+
+
+def _housekeeping(runtime: WorkerRuntime, seen: WorkerPresence) -> None:
+    reap_lost_runs(runtime)
+    seen.mark()
 
 
 def reap_lost_runs(runtime: WorkerRuntime) -> int:
@@ -92,7 +116,7 @@ def create_app(settings: Settings | None = None) -> Celery:
     )
     runtime = WorkerRuntime(settings)
     app.sp_runtime = runtime
-    app.steps["worker"].add(LeaseReaper)
+    app.steps["worker"].add(WorkerHousekeeping)
 
     @app.task(name=TASK_NAME, ignore_result=True)  # type: ignore[untyped-decorator]
     def run_job(

@@ -15,6 +15,7 @@ from sp_scheduler.cli.jobs_cmd import jobs_group
 from sp_scheduler.cli.process_cmd import beat_cmd, worker_cmd
 from sp_scheduler.cli.runs_cmd import RUN_COMMANDS
 from sp_scheduler.cli.state import CliState
+from sp_scheduler.cli.status_cmd import status_cmd
 from sp_scheduler.errors import ConfigError, ExitCode, SchedulerError
 from sp_scheduler.settings import Settings
 
@@ -67,7 +68,7 @@ def cli(
     ctx.obj = CliState(settings)
 
 
-for command in RUN_COMMANDS:
+for command in (*RUN_COMMANDS, status_cmd):
     jobs_group.add_command(command)
 cli.add_command(jobs_group)
 cli.add_command(cron_group)

@@ -231,3 +231,21 @@ def test_beat_and_worker_survive_a_redis_restart(system: System, tmp_path: Path)
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+def test_jobs_status_reports_beat_workers_queues_and_jobs(system: System) -> None:
+    system.configure([job("pulse", "* * * * * *", overlap="allow"), job("stuck", "* * * * * *", job_name="explode")])
+    system.worker("w1", concurrency=2)
+    system.beat()
+    wait_until(lambda: len(slots(system.history("pulse"), "succeeded")) >= 2, timeout=30)
+    wait_until(lambda: len(slots(system.history("stuck"), "failed")) >= 1, timeout=30)
+    status = system.cli_json("jobs", "status")
+    assert status["beat"]["healthy"] is True and status["beat"]["lag_seconds"] < 5
+    assert status["beat"]["leader"] in status["beat"]["instances"]
+    assert len(status["workers"]) == 1 and status["workers"][0].startswith("w1@")
+    assert isinstance(status["queues"]["sp_scheduler"], int)
+    jobs = {j["name"]: j for j in status["jobs"]}
+    assert jobs["pulse"]["last_success"] and not jobs["pulse"]["late"] and jobs["pulse"]["period_seconds"] == 1
+    assert jobs["stuck"]["last_failure"] and jobs["stuck"]["late"]
+    text = system.cli("jobs", "status")
+    assert text.exit_code == 0 and "beat:     leader" in text.stdout and "LATE" in text.stdout

@@ -1,0 +1,98 @@
+"""`sp-scheduler jobs status`: is the scheduler alive, and is every job on time?"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import click
+
+from sp_scheduler import keys
+from sp_scheduler.cli.state import CliState, echo_json, echo_table, iso, pass_state
+from sp_scheduler.config import DEFAULT_QUEUE
+from sp_scheduler.errors import BrokerUnavailable
+from sp_scheduler.status import beat_state, job_health, recent_workers
+
+
+def _redis_facts(state: CliState, queues: list[str]) -> tuple[dict[str, str], list[Any], list[Any], dict[str, int]]:
+    import redis
+
+    client = redis.Redis.from_url(state.settings.redis_url, decode_responses=True, socket_connect_timeout=3)
+    try:
+        with client.pipeline() as pipe:
+            pipe.hgetall(keys.BEAT_LEADER)
+            pipe.zrange(keys.BEAT_INSTANCES, 0, -1, withscores=True)
+            pipe.zrange(keys.WORKERS_SEEN, 0, -1, withscores=True)
+            for queue in queues:
+                pipe.llen(queue)
+            leader, instances, workers, *depths = pipe.execute()
+    except redis.RedisError as exc:
+        raise BrokerUnavailable(f"cannot reach Redis at {state.settings.redis_url}: {exc}") from None
+    return leader, instances, workers, dict(zip(queues, depths, strict=True))
+
+
+@click.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_state
+def status_cmd(state: CliState, as_json: bool) -> None:
+    """Beat leader and last tick, workers seen, queue depth, and per job last success/failure and lateness."""
+    from sp_scheduler.store import get_overrides, last_with_status
+
+    catalog = state.catalog()
+    queues = sorted({DEFAULT_QUEUE, *(d.queue for d in catalog)})
+    leader, instances, workers, depths = _redis_facts(state, queues)
+    with state.database() as conn:
+        overrides = {name: o.enabled for name, o in get_overrides(conn).items()}
+        names = catalog.names()
+        successes = last_with_status(conn, ["succeeded"], names)
+        failures = last_with_status(conn, ["failed", "timeout", "lost"], names)
+    now = datetime.now(UTC)
+    beat = beat_state(leader, instances, now)
+    seen = recent_workers(workers, now)
+    health = job_health(
+        catalog,
+        overrides,
+        {name: r.finished_at or r.created_at for name, r in successes.items()},
+        {name: r.finished_at or r.created_at for name, r in failures.items()},
+        now,
+    )
+    if as_json:
+        echo_json(
+            {
+                "beat": {
+                    "leader": beat.leader,
+                    "last_tick": iso(beat.last_tick) if beat.last_tick else None,
+                    "lag_seconds": beat.lag_seconds,
+                    "healthy": beat.healthy,
+                    "instances": list(beat.instances),
+                },
+                "workers": seen,
+                "queues": depths,
+                "jobs": [job.to_dict() for job in health],
+            }
+        )
+        return
+    if beat.leader and beat.lag_seconds is not None:
+        stale = "" if beat.healthy else "  (STALE: no leader is ticking)"
+        click.echo(f"beat:     leader {beat.leader}, last tick {beat.lag_seconds:.1f} s ago{stale}")
+    else:
+        click.echo("beat:     no leader (is `sp-scheduler beat` running?)")
+    standby = [name for name in beat.instances if name != beat.leader]
+    if standby:
+        click.echo(f"          standby: {', '.join(standby)}")
+    click.echo(f"workers:  {len(seen)} seen in the last minute" + (f" ({', '.join(seen)})" if seen else ""))
+    click.echo("queues:   " + ", ".join(f"{queue} {depth} waiting" for queue, depth in depths.items()))
+    echo_table(
+        ["JOB", "ENABLED", "NEXT RUN", "LAST SUCCESS", "LAST FAILURE", "LATE"],
+        [
+            [
+                job.name,
+                "yes" if job.enabled else "no",
+                iso(job.next_run),
+                iso(job.last_success),
+                iso(job.last_failure),
+                "LATE" if job.late else "",
+            ]
+            for job in health
+        ],
+    )
