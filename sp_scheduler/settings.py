@@ -61,6 +61,7 @@ class Settings:
     lease_seconds: float = 30.0
     db_pool_size: int = 4
     ledger_synchronous_commit: bool = True
+    shutdown_grace: float = 60.0
     actor: str = field(default_factory=_default_actor)
 
     @classmethod
@@ -78,6 +79,7 @@ class Settings:
             lease_seconds=_env_float(env, "SP_RUN_LEASE", 30.0),
             db_pool_size=int(_env_float(env, "SP_DB_POOL_SIZE", 4)),
             ledger_synchronous_commit=_env_bool(env, "SP_LEDGER_SYNC_COMMIT", True),
+            shutdown_grace=_env_float(env, "SP_SHUTDOWN_GRACE", 60.0),
             actor=env.get("SP_ACTOR") or _default_actor(),
         )
         return replace(settings, **{key: value for key, value in overrides.items() if value is not None})
@@ -98,6 +100,7 @@ class Settings:
             "SP_RUN_LEASE": str(self.lease_seconds),
             "SP_DB_POOL_SIZE": str(self.db_pool_size),
             "SP_LEDGER_SYNC_COMMIT": "on" if self.ledger_synchronous_commit else "off",
+            "SP_SHUTDOWN_GRACE": str(self.shutdown_grace),
         }
         if self.database_url:
             env["SP_DATABASE_URL"] = self.database_url

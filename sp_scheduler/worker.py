@@ -8,13 +8,17 @@ message harmless.
 from __future__ import annotations
 
 import logging
+import os
+import signal
+import socket
+import threading
 import time
 from datetime import datetime
 from typing import Any
 
 import redis
 from celery import Celery, bootsteps
-from celery.signals import worker_process_shutdown
+from celery.signals import worker_process_shutdown, worker_shutting_down
 
 from sp_scheduler import keys, store
 from sp_scheduler.config import DEFAULT_QUEUE
@@ -51,6 +55,16 @@ class WorkerHousekeeping(bootsteps.StartStopStep):  # type: ignore[misc]
         seen.mark()
         self.tref = worker.timer.call_repeatedly(interval, _housekeeping, (runtime, seen), priority=10)
 
+        def bound_warm_shutdown(how: str = "", **_: Any) -> None:
+            # Warm shutdown (SIGTERM) stops consuming and waits for running runs without limit; after
+            # the grace period, record what still runs as interrupted and go to a cold shutdown.
+            if how == "Warm":
+                timer = threading.Timer(runtime.settings.shutdown_grace, end_grace_period, (worker, runtime))
+                timer.daemon = True
+                timer.start()
+
+        worker_shutting_down.connect(bound_warm_shutdown, weak=False)
+
     def stop(self, worker: Any) -> None:
         if self.tref is not None:
             self.tref.cancel()
@@ -74,6 +88,21 @@ class WorkerPresence:
 def _housekeeping(runtime: WorkerRuntime, seen: WorkerPresence) -> None:
     reap_lost_runs(runtime)
     seen.mark()
+
+
+def end_grace_period(worker: Any, runtime: WorkerRuntime) -> None:
+    """Record the runs of this worker's pool processes as interrupted, then trigger a cold shutdown."""
+    host = socket.gethostname()
+    names = [f"{host}:{pid}" for pid in worker.pool.info.get("processes", [])]
+    grace = runtime.settings.shutdown_grace
+    message = f"interrupted: the worker shut down and its {grace:g} s grace period ended before the run did"
+    try:
+        with runtime.ledger().connection() as conn:
+            for record in store.interrupt_runs(conn, workers=names, message=message):
+                log.warning("run interrupted by shutdown", extra={"job": record.job_name, "run_id": record.id})
+    except Exception as exc:  # the leases will expire and the reaper will mark the runs lost instead
+        log.error("cannot record interrupted runs", extra={"error": str(exc)})
+    os.kill(os.getpid(), signal.SIGQUIT)
 
 
 def reap_lost_runs(runtime: WorkerRuntime) -> int:
@@ -107,6 +136,7 @@ def create_app(settings: Settings | None = None) -> Celery:
         broker_connection_retry_on_startup=True,
         broker_connection_max_retries=None,
         worker_hijack_root_logger=False,
+        worker_soft_shutdown_timeout=0,  # our own grace watchdog below exits as soon as runs finish
         worker_send_task_events=False,
         enable_utc=True,
         timezone="UTC",

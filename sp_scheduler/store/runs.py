@@ -196,6 +196,20 @@ def reap_lost(conn: psycopg.Connection[Any]) -> list[RunRecord]:
     return lost
 
 
+def interrupt_runs(conn: psycopg.Connection[Any], *, workers: Sequence[str], message: str) -> list[RunRecord]:
+    """Close the running runs of these worker processes as failed/interrupted (shutdown past its grace)."""
+    if not workers:
+        return []
+    query = sql.SQL(
+        "UPDATE sp_job_runs SET status = 'failed', error = 'interrupted', message = %s,"
+        " finished_at = clock_timestamp(), lease_expires_at = NULL,"
+        " duration_ms = (extract(epoch FROM clock_timestamp() - started_at) * 1000)::bigint"
+        " WHERE status = 'running' AND worker = ANY(%s) RETURNING {cols}"
+    ).format(cols=COLUMNS)
+    with atomic(conn), conn.cursor(row_factory=dict_row) as cur:
+        return [RunRecord.from_row(row) for row in cur.execute(query, (message, list(workers))).fetchall()]
+
+
 def record_slot(
     conn: psycopg.Connection[Any],
     *,
