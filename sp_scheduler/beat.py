@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 from redbeat.schedulers import RedBeatScheduler, get_redis
@@ -31,6 +31,9 @@ from sp_scheduler.runner import RunRequest, WorkerRuntime
 from sp_scheduler.schedule import CronSchedule, ScheduleDecoder, ScheduleEncoder, UndecodableSchedule
 from sp_scheduler.slots import plan_due
 from sp_scheduler.worker import TASK_NAME, reap_lost_runs, send_run
+
+if TYPE_CHECKING:
+    from sp_scheduler.metrics import BeatMetrics
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +102,7 @@ class SlotScheduler(RedBeatScheduler):  # type: ignore[misc]
         self._synced_loads = -1
         self._reaped_at = 0.0
         self._overrides: dict[str, bool] = {}
+        self.metrics: BeatMetrics | None = None
         super().__init__(app, **kwargs)
         self.lock_key = None  # leadership is ours (in tick); RedBeat's blocking beat_init lock stays out
 
@@ -136,7 +140,19 @@ class SlotScheduler(RedBeatScheduler):  # type: ignore[misc]
 
     # -- the tick ------------------------------------------------------------------------------------------
 
+    def _serve_metrics(self) -> None:
+        # On the first tick, not in __init__: Celery also builds a throwaway scheduler for its banner.
+        port = self.runtime.settings.metrics_port
+        if port and self.metrics is None:
+            from sp_scheduler.metrics import BeatMetrics
+
+            self.metrics = BeatMetrics()
+            self.metrics.serve(port)
+
     def _tick(self) -> float:
+        self._serve_metrics()
+        if self.metrics is not None:
+            self.metrics.leader.set(1 if self.leader else 0)
         client = get_redis(self.app)
         if not self.leader:
             if not self._take_lead(client):
@@ -246,6 +262,8 @@ class SlotScheduler(RedBeatScheduler):  # type: ignore[misc]
                     },
                 )
             pipe.execute()
+        if self.metrics is not None:
+            self.metrics.entries.set(len(desired))
 
     # -- firing ----------------------------------------------------------------------------------------------
 
@@ -297,7 +315,12 @@ class SlotScheduler(RedBeatScheduler):  # type: ignore[misc]
                 timeout=kwargs.get("timeout"),
                 producer=self.producer,
             )
+            if self.metrics is not None:
+                self.metrics.sent.labels(job_name).inc()
+                self.metrics.tick_lag.set((now - plan.run).total_seconds())
         if plan.missed_total:
+            if self.metrics is not None:
+                self.metrics.missed.labels(job_name).inc(plan.missed_total)
             self._record_missed(job_name, plan.missed, plan.missed_total, caught_up=plan.run is not None)
         return key, plan.last_slot, plan.next_due.timestamp()
 

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
@@ -28,6 +28,9 @@ from sp_scheduler.jobs import JobContext, JobResult, Trigger
 from sp_scheduler.leases import LeaseKeeper
 from sp_scheduler.runlog import RunLogBuffer, run_logger
 from sp_scheduler.settings import Settings
+
+if TYPE_CHECKING:
+    from sp_scheduler.metrics import RunMetrics
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +66,7 @@ class WorkerRuntime:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._job_pool: AsyncConnectionPool[Any] | None = None
         self._leases: LeaseKeeper | None = None
+        self._metrics: RunMetrics | None = None
 
     def _check_fork(self) -> None:
         if os.getpid() != self._pid:  # inherited handles belong to the parent: start afresh
@@ -72,6 +76,7 @@ class WorkerRuntime:
             self._loop = None
             self._job_pool = None
             self._leases = None  # threads do not survive fork
+            self._metrics = None
 
     def ledger(self) -> ConnectionPool[psycopg.Connection[Any]]:
         """The small sync pool for ledger writes (usable from the lease thread while a job runs)."""
@@ -93,6 +98,17 @@ class WorkerRuntime:
         if self._leases is None:
             self._leases = LeaseKeeper(self.ledger().connection, self.settings.lease_seconds)
         return self._leases
+
+    def metrics(self) -> RunMetrics | None:
+        """Run metrics for this process, when SP_METRICS_PORT is set (created after fork)."""
+        if not self.settings.metrics_port:
+            return None
+        self._check_fork()
+        if self._metrics is None:
+            from sp_scheduler.metrics import RunMetrics
+
+            self._metrics = RunMetrics()
+        return self._metrics
 
     def loop(self) -> asyncio.AbstractEventLoop:
         self._check_fork()
@@ -211,9 +227,14 @@ def execute_run(runtime: WorkerRuntime, request: RunRequest) -> store.RunRecord 
     if claim.outcome == "duplicate":
         log.info("duplicate delivery ignored", extra={"job": definition.name, "run_id": run_id})
         return None
+    metrics = runtime.metrics()
     if claim.outcome == "skipped":
         log.info("run skipped", extra={"job": definition.name, "run_id": run_id, "reason": claim.reason})
+        if metrics is not None and claim.record is not None:
+            metrics.finished(claim.record, was_running=False)
         return claim.record
+    if metrics is not None and claim.record is not None:
+        metrics.started(claim.record)
     buffer = RunLogBuffer(definition.name, run_id)
     logger = run_logger(definition.name, buffer)
     ctx = JobContext(
@@ -236,7 +257,10 @@ def execute_run(runtime: WorkerRuntime, request: RunRequest) -> store.RunRecord 
     finally:
         leases.untrack(run_id)
     with runtime.ledger().connection() as conn:
-        return store.finish_run(conn, run_id, **fields, logs=buffer.drain())
+        record = store.finish_run(conn, run_id, **fields, logs=buffer.drain())
+    if metrics is not None:
+        metrics.finished(record)
+    return record
 
 
 def _record_unknown(

@@ -62,6 +62,7 @@ class Settings:
     db_pool_size: int = 4
     ledger_synchronous_commit: bool = True
     shutdown_grace: float = 60.0
+    metrics_port: int | None = None
     actor: str = field(default_factory=_default_actor)
 
     @classmethod
@@ -80,6 +81,7 @@ class Settings:
             db_pool_size=int(_env_float(env, "SP_DB_POOL_SIZE", 4)),
             ledger_synchronous_commit=_env_bool(env, "SP_LEDGER_SYNC_COMMIT", True),
             shutdown_grace=_env_float(env, "SP_SHUTDOWN_GRACE", 60.0),
+            metrics_port=int(_env_float(env, "SP_METRICS_PORT", 0)) or None,
             actor=env.get("SP_ACTOR") or _default_actor(),
         )
         return replace(settings, **{key: value for key, value in overrides.items() if value is not None})
@@ -106,4 +108,6 @@ class Settings:
             env["SP_DATABASE_URL"] = self.database_url
         if self.profile_path:
             env["SP_PROFILE"] = str(self.profile_path)
+        if self.metrics_port:
+            env["SP_METRICS_PORT"] = str(self.metrics_port)
         return env

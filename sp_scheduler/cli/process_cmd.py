@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import signal
+import tempfile
 from typing import Any
 
 import click
@@ -35,8 +37,27 @@ def worker_cmd(state: CliState, celery_args: tuple[str, ...]) -> None:
         args += ["-Q", ",".join(queues)]
     if not any(arg.startswith(("-l", "--loglevel")) for arg in args):
         args += ["--loglevel", "INFO"]
+    if state.settings.metrics_port:
+        # Before prometheus_client is first imported (it picks its value class then), so every pool
+        # process writes its samples to files the main process can sum.
+        if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="sp-scheduler-metrics-")
+        _serve_worker_metrics(state.settings.metrics_port)
     app = create_app(state.settings)
     app.worker_main(["worker", *args])
+
+
+def _serve_worker_metrics(port: int) -> None:
+    from celery.signals import worker_process_shutdown
+
+    from sp_scheduler.metrics import mark_process_dead, serve_multiprocess
+
+    serve_multiprocess(port)
+
+    @worker_process_shutdown.connect(weak=False)  # type: ignore[untyped-decorator]
+    def _forget(pid: int | None = None, **_: Any) -> None:
+        if pid is not None:
+            mark_process_dead(pid)
 
 
 @click.command("beat", context_settings={"ignore_unknown_options": True, "allow_extra_args": True})

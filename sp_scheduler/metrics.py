@@ -1,0 +1,87 @@
+"""Prometheus metrics for workers and beat, served on `SP_METRICS_PORT` when it is set.
+
+Worker pool processes are forked, so run metrics use prometheus_client's multiprocess mode: each
+process writes its samples to files under `PROMETHEUS_MULTIPROC_DIR`, and the worker's main process
+serves their sum. Metric objects are created per process and registered nowhere global.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import multiprocess as prom_multiprocess
+
+from sp_scheduler.store import RunRecord
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # set by `sp-scheduler worker` before this module is imported
+DURATION_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600)
+LATENESS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 30, 300)
+
+
+def serve_multiprocess(port: int) -> None:
+    """Serve the sum of every pool process's samples (the worker's main process calls this)."""
+    registry = CollectorRegistry()
+    prom_multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    start_http_server(port, registry=registry)
+
+
+def mark_process_dead(pid: int) -> None:
+    """Drop a finished pool process's live gauges."""
+    if os.environ.get(MULTIPROC_ENV):
+        prom_multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
+
+
+class RunMetrics:
+    """Counters and histograms a worker process updates as runs start and finish."""
+
+    def __init__(self) -> None:
+        job = ["job"]
+        self.runs = Counter("sp_scheduler_runs", "Runs recorded", ["job", "trigger", "status"], registry=None)
+        self.duration = Histogram(
+            "sp_scheduler_run_duration_seconds", "Run duration", job, buckets=DURATION_BUCKETS, registry=None
+        )
+        self.lateness = Histogram(
+            "sp_scheduler_run_lateness_seconds",
+            "Start of a scheduled run minus its slot",
+            job,
+            buckets=LATENESS_BUCKETS,
+            registry=None,
+        )
+        self.items_processed = Counter("sp_scheduler_items_processed", "Items processed", job, registry=None)
+        self.items_failed = Counter("sp_scheduler_items_failed", "Items failed", job, registry=None)
+        self.running = Gauge(
+            "sp_scheduler_runs_running", "Runs executing now", job, registry=None, multiprocess_mode="livesum"
+        )
+
+    def started(self, record: RunRecord) -> None:
+        self.running.labels(record.job_name).inc()
+        if record.lateness_ms is not None:
+            self.lateness.labels(record.job_name).observe(record.lateness_ms / 1000)
+
+    def finished(self, record: RunRecord, *, was_running: bool = True) -> None:
+        if was_running:
+            self.running.labels(record.job_name).dec()
+        self.runs.labels(record.job_name, record.trigger, record.status).inc()
+        if record.duration_ms is not None:
+            self.duration.labels(record.job_name).observe(record.duration_ms / 1000)
+        self.items_processed.labels(record.job_name).inc(record.items_processed)
+        self.items_failed.labels(record.job_name).inc(record.items_failed)
+
+
+class BeatMetrics:
+    """Gauges and counters a beat process keeps current on every tick, on its own registry."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        registry = self.registry
+        self.leader = Gauge("sp_scheduler_beat_leader", "1 while this beat leads", registry=registry)
+        self.tick_lag = Gauge(
+            "sp_scheduler_beat_tick_lag_seconds", "How late the newest slot was sent", registry=registry
+        )
+        self.entries = Gauge("sp_scheduler_schedule_entries", "Jobs on the live schedule", registry=registry)
+        self.sent = Counter("sp_scheduler_beat_slots_sent", "Slot messages sent", ["job"], registry=registry)
+        self.missed = Counter("sp_scheduler_beat_slots_missed", "Slots recorded missed", ["job"], registry=registry)
+
+    def serve(self, port: int) -> None:
+        start_http_server(port, registry=self.registry)
