@@ -12,18 +12,18 @@ import os
 import socket
 import time
 import traceback
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from sp_scheduler import store
 from sp_scheduler.catalog import Catalog, CatalogWatch, JobDefinition
-from sp_scheduler.errors import UnknownJob
+from sp_scheduler.errors import DatabaseUnavailable, UnknownJob
 from sp_scheduler.jobs import JobContext, JobResult, Trigger
 from sp_scheduler.leases import LeaseKeeper
 from sp_scheduler.runlog import RunLogBuffer, run_logger
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from sp_scheduler.metrics import RunMetrics
 
 log = logging.getLogger(__name__)
+_R = TypeVar("_R")
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +92,23 @@ class WorkerRuntime:
                 synchronous_commit=self.settings.ledger_synchronous_commit,
             )
         return self._ledger
+
+    def ledger_call(self, call: Callable[[psycopg.Connection[Any]], _R]) -> _R:
+        """Run one ledger call; retry once on a broken connection (Postgres restarted), then give up.
+
+        The ledger pool skips the per-checkout health check to save a round trip, so the first use of
+        a connection the server dropped fails; the retry gets a fresh one. A second failure means
+        Postgres is really down: `DatabaseUnavailable`.
+        """
+        for attempt in (1, 2):
+            try:
+                with self.ledger().connection() as conn:
+                    return call(conn)
+            except psycopg.OperationalError as exc:
+                if attempt == 2:
+                    raise DatabaseUnavailable(f"ledger unavailable: {exc}") from exc
+                log.warning("ledger connection failed; retrying once", extra={"error": str(exc)})
+        raise AssertionError("unreachable")
 
     def leases(self) -> LeaseKeeper:
         """This process's lease keeper (one thread, started on first use)."""
@@ -203,15 +221,15 @@ def execute_run(runtime: WorkerRuntime, request: RunRequest) -> store.RunRecord 
     catalog = runtime.config.catalog()
     run_id = request.resolved_run_id()
     definition = catalog.find(request.job_name)
-    with runtime.ledger().connection() as conn:
-        if definition is None:
-            _record_unknown(conn, request, run_id, catalog, runtime.hostname)
-            return None
-        scheduled = request.trigger == "schedule"
-        # Manual runs were checked by the CLI (--force may override); slots check YAML + override here.
-        enabled = not scheduled or (catalog.scheduler_enabled and definition.yaml_enabled)
-        params = {**definition.params, **request.params}
-        claim = store.claim_run(
+    if definition is None:
+        runtime.ledger_call(lambda conn: _record_unknown(conn, request, run_id, catalog, runtime.hostname))
+        return None
+    scheduled = request.trigger == "schedule"
+    # Manual runs were checked by the CLI (--force may override); slots check YAML + override here.
+    enabled = not scheduled or (catalog.scheduler_enabled and definition.yaml_enabled)
+    params = {**definition.params, **request.params}
+    claim = runtime.ledger_call(
+        lambda conn: store.claim_run(
             conn,
             run_id=run_id,
             job_name=definition.name,
@@ -224,6 +242,7 @@ def execute_run(runtime: WorkerRuntime, request: RunRequest) -> store.RunRecord 
             enabled=enabled,
             use_override=scheduled and catalog.scheduler_enabled,
         )
+    )
     if claim.outcome == "duplicate":
         log.info("duplicate delivery ignored", extra={"job": definition.name, "run_id": run_id})
         return None
@@ -256,8 +275,8 @@ def execute_run(runtime: WorkerRuntime, request: RunRequest) -> store.RunRecord 
         fields = _outcome(definition, ctx, runtime)
     finally:
         leases.untrack(run_id)
-    with runtime.ledger().connection() as conn:
-        record = store.finish_run(conn, run_id, **fields, logs=buffer.drain())
+    logs = buffer.drain()
+    record = runtime.ledger_call(lambda conn: store.finish_run(conn, run_id, **fields, logs=logs))
     if metrics is not None:
         metrics.finished(record)
     return record

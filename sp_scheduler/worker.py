@@ -22,6 +22,7 @@ from celery.signals import worker_process_shutdown, worker_shutting_down
 
 from sp_scheduler import keys, store
 from sp_scheduler.config import DEFAULT_QUEUE
+from sp_scheduler.errors import DatabaseUnavailable
 from sp_scheduler.runner import RunRequest, WorkerRuntime, execute_run
 from sp_scheduler.settings import Settings
 
@@ -148,8 +149,9 @@ def create_app(settings: Settings | None = None) -> Celery:
     app.sp_runtime = runtime
     app.steps["worker"].add(WorkerHousekeeping)
 
-    @app.task(name=TASK_NAME, ignore_result=True)  # type: ignore[untyped-decorator]
+    @app.task(name=TASK_NAME, ignore_result=True, bind=True, max_retries=None)  # type: ignore[untyped-decorator]
     def run_job(
+        task: Any,
         job_name: str,
         trigger: str,
         scheduled_for: str | None = None,
@@ -163,7 +165,16 @@ def create_app(settings: Settings | None = None) -> Celery:
             run_id=run_id,
             params=params or {},
         )
-        execute_run(runtime, request)
+        try:
+            execute_run(runtime, request)
+        except DatabaseUnavailable as exc:
+            # Postgres is down: keep the message instead of losing the slot; the claim makes a retry
+            # safe. (If the job already ran, its run stays `running` and is reaped as `lost`.)
+            attempt = task.request.retries
+            log.warning(
+                "ledger down; run retried later", extra={"job": job_name, "attempt": attempt, "error": str(exc)}
+            )
+            raise task.retry(countdown=min(2**attempt, 30)) from exc
 
     @worker_process_shutdown.connect(weak=False)  # type: ignore[untyped-decorator]
     def _close_runtime(**_: Any) -> None:
