@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import psycopg
-from psycopg_pool import AsyncConnectionPool, ConnectionPool
+from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
 from sp_scheduler import store
 from sp_scheduler.catalog import Catalog, CatalogWatch, JobDefinition
@@ -87,6 +87,7 @@ class WorkerRuntime:
                 self.settings.require_database_url(),
                 min_size=1,
                 max_size=2,
+                timeout=5.0,
                 autocommit=True,
                 check_on_checkout=False,
                 synchronous_commit=self.settings.ledger_synchronous_commit,
@@ -104,7 +105,7 @@ class WorkerRuntime:
             try:
                 with self.ledger().connection() as conn:
                     return call(conn)
-            except psycopg.OperationalError as exc:
+            except (psycopg.OperationalError, PoolTimeout) as exc:
                 if attempt == 2:
                     raise DatabaseUnavailable(f"ledger unavailable: {exc}") from exc
                 log.warning("ledger connection failed; retrying once", extra={"error": str(exc)})

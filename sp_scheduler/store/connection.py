@@ -89,6 +89,8 @@ def open_pool(
         kwargs={"autocommit": autocommit},
         configure=configure,
         check=ConnectionPool.check_connection if check_on_checkout else None,
+        timeout=timeout,  # a checkout waits this long at most (psycopg's default is 30 s)
+        reconnect_timeout=300,
         open=False,
     )
     try:

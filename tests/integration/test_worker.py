@@ -220,3 +220,27 @@ def test_unknown_job_run_is_refused_before_enqueueing(system: System) -> None:
     result = system.cli("jobs", "run", "nope")
     assert result.exit_code == ExitCode.NOT_FOUND
     assert system.history() == []
+
+
+def test_a_slot_delivered_while_postgres_is_away_runs_once_it_is_back(system: System) -> None:
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    from tests.support.proxy import CuttableProxy
+
+    info = conninfo_to_dict(system.database_url)
+    host, port = str(info.get("host") or "127.0.0.1"), int(info.get("port") or 5432)
+    proxy = CuttableProxy(f"{host}/.s.PGSQL.{port}" if host.startswith("/") else (host, port))
+    proxied = make_conninfo(system.database_url, host="127.0.0.1", port=proxy.port)
+    system.configure([job("noop", schedule="* * * * * *")])
+    system.worker(SP_DATABASE_URL=proxied)
+    app = app_for(system)
+    send_run(app, RunRequest("noop", "schedule", datetime(2026, 1, 1, tzinfo=UTC)))
+    wait_until(lambda: [r["status"] for r in system.history("noop")] == ["succeeded"], timeout=30)
+    proxy.cut()
+    slot = datetime(2026, 1, 1, 0, 0, 1, tzinfo=UTC)
+    send_run(app, RunRequest("noop", "schedule", slot))
+    worker_log = system.processes[0]
+    wait_until(lambda: "ledger down; run retried later" in worker_log.output(), timeout=30)
+    proxy.restore()
+    wait_until(lambda: len([r for r in system.history("noop") if r["status"] == "succeeded"]) == 2, timeout=60)
+    assert slot_run_id("noop", slot) in {r["id"] for r in system.history("noop")}
