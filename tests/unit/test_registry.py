@@ -15,6 +15,7 @@ SEED_JOBS = {
     ("core", "cleanup_inactive_sessions"): "0 0 * * * *",
     ("core", "database_cleanup"): "0 0 4 * * *",
     ("core", "publish_content"): "0 */30 * * * *",
+    ("core", "heartbeat"): "",
     ("web", "publish_pipeline"): "0 */15 * * * *",
     ("web", "content_analytics_aggregation"): "0 */15 * * * *",
     ("web", "daily_traffic_report"): "0 0 7,19 * * *",

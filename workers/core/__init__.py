@@ -1,6 +1,7 @@
 """The `core` extension: maintenance jobs that keep the application healthy."""
 
 from sp_scheduler import Extension
+from workers.core.heartbeat import Heartbeat
 from workers.core.jobs import (
     CleanupAnonymousUsers,
     CleanupEmptyContexts,
@@ -16,6 +17,7 @@ extension = Extension(
         CleanupEmptyContexts(),
         CleanupInactiveSessions(),
         DatabaseCleanup(),
+        Heartbeat(),
         PublishContent(),
     ),
 )
