@@ -249,3 +249,36 @@ def test_jobs_status_reports_beat_workers_queues_and_jobs(system: System) -> Non
     assert jobs["stuck"]["last_failure"] and jobs["stuck"]["late"]
     text = system.cli("jobs", "status")
     assert text.exit_code == 0 and "beat:     leader" in text.stdout and "LATE" in text.stdout
+
+
+def test_an_undecodable_entry_is_logged_and_skipped(system: System) -> None:
+    import redis
+
+    from sp_scheduler import keys
+
+    system.configure([job("healthy", "* * * * * *", overlap="allow")])
+    system.worker()
+    beat = system.beat()
+    client = redis.Redis.from_url(system.redis_url)
+    bad_key = keys.entry_key("hand_edited")
+    client.hset(
+        bad_key,
+        mapping={
+            "definition": '{"schedule": {"__type__": "sp_cron", "expression": "61 * * * * *"},'
+            ' "kwargs": {"job_name": "hand_edited"}}'
+        },
+    )
+    client.zadd(keys.schedule_key(), {bad_key: 0})
+    wait_until(lambda: "unusable schedule; skipped" in beat.output(), timeout=15)
+    before = len(slots(system.history("healthy"), "succeeded"))
+    wait_until(lambda: len(slots(system.history("healthy"), "succeeded")) >= before + 2, timeout=15)
+    assert beat.popen.poll() is None
+
+
+def test_beat_and_worker_refuse_an_unmigrated_database(system: System, empty_database_url: str) -> None:
+    from tests.support.processes import start_process
+
+    for command in ("beat", "worker"):
+        process = start_process(command, [command], system.env(SP_DATABASE_URL=empty_database_url), system.log_dir)
+        assert process.popen.wait(timeout=60) == 4, process.output()
+        assert "run `sp-scheduler db migrate`" in process.output()
