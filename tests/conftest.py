@@ -9,7 +9,6 @@ found or started); `database_url` is a new, migrated database per test, dropped 
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterator
 
 import pytest
@@ -45,15 +44,13 @@ def redis_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield url
 
 
-@pytest.fixture(scope="session")
-def _redis_db_numbers() -> Iterator[int]:
-    # Database 0 is left alone: it is where a developer's own tools look.
-    return itertools.cycle(range(1, 16))
-
-
 @pytest.fixture
-def redis_url(redis_server_url: str, _redis_db_numbers: Iterator[int]) -> str:
-    """`redis://host:port/N`: a database number of its own for this test, flushed before it starts."""
-    url = servers.with_redis_db(redis_server_url, next(_redis_db_numbers))
-    servers.flush_redis_db(url)
-    return url
+def redis_url(redis_server_url: str) -> Iterator[str]:
+    """`redis://host:port/N`: a database number of its own for this test, flushed before it starts.
+
+    The number is leased in database 0 (`SET NX` with an expiry), so test sessions running at the
+    same time against the same server never flush each other's database.
+    """
+    with servers.leased_redis_db(redis_server_url) as url:
+        servers.flush_redis_db(url)
+        yield url

@@ -16,6 +16,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+from tests.support import wait_until
+
 EMBEDDED_ENV = "SP_TEST_EMBEDDED"
 DATABASE_ENV = "SP_TEST_DATABASE_URL"
 REDIS_ENV = "SP_TEST_REDIS_URL"
@@ -118,6 +120,32 @@ def redis_server(directory: Path) -> Iterator[str]:
 def with_redis_db(url: str, db: int) -> str:
     """The same Redis server as `url`, database number `db`."""
     return urlunsplit(urlsplit(url)._replace(path=f"/{db}"))
+
+
+@contextmanager
+def leased_redis_db(server_url: str, timeout: float = 120.0) -> Iterator[str]:
+    """Lease one of databases 1-15 for the caller (database 0 holds the leases), release it afterwards."""
+    import redis
+
+    registry = redis.Redis.from_url(with_redis_db(server_url, 0))
+    token = uuid.uuid4().hex
+
+    def lease() -> int | None:
+        for number in range(1, 16):
+            if registry.set(f"sp_test:redis_db:{number}", token, nx=True, ex=900):
+                return number
+        return None
+
+    try:
+        number = wait_until(lease, timeout=timeout, interval=0.2, message="no free Redis test database")
+        try:
+            yield with_redis_db(server_url, number)
+        finally:
+            key = f"sp_test:redis_db:{number}"
+            if registry.get(key) == token.encode():
+                registry.delete(key)
+    finally:
+        registry.close()
 
 
 def flush_redis_db(url: str) -> None:
