@@ -42,6 +42,7 @@ STANDBY_POLL = 1.0
 MAX_SLEEP = 1.0  # ticks at least this often: lock, heartbeat and sync stay fresh
 SYNC_INTERVAL = 10.0  # full re-sync with config and overrides even when nothing signalled a change
 UNDECODABLE_RETRY = 60.0
+LOCK_EXTEND_EVERY = 500  # entries fired between lock extensions within one tick
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,12 +162,12 @@ class SlotScheduler(RedBeatScheduler):  # type: ignore[misc]
         elif not self._lock.extend(LOCK_TTL, replace_ttl=True):
             self._step_down("lost the leader lock", None)
             return STANDBY_POLL
+        self._fire_due(client)  # first: due slots must not wait behind housekeeping
         now = time.time()
         self._maybe_sync(client, now)
         if not self.startup_done:
             self._send_startup_runs()
         self._maybe_reap(now)
-        self._fire_due(client)
         self._heartbeat(client)
         return self._sleep_until_next(client)
 
@@ -279,7 +280,9 @@ class SlotScheduler(RedBeatScheduler):  # type: ignore[misc]
             stored = pipe.execute()
         now = datetime.fromtimestamp(now_ts, UTC)
         updates: list[tuple[str, datetime, float]] = []
-        for key, (definition, meta) in zip(due, stored, strict=True):
+        for index, (key, (definition, meta)) in enumerate(zip(due, stored, strict=True)):
+            if index and index % LOCK_EXTEND_EVERY == 0:  # a huge batch must not outlive the lock
+                self._lock.extend(LOCK_TTL, replace_ttl=True)
             if definition is None:
                 client.zrem(schedule_key, key)
                 continue

@@ -103,6 +103,8 @@ class CronExpression:
     def parse(cls, expr: str, tz: str | ZoneInfo = "UTC") -> CronExpression:
         """Parse `expr` in zone `tz`; raises InvalidCronExpression (also for "") or InvalidTimeZone."""
         zone = tz if isinstance(tz, ZoneInfo) else load_zone(tz)
+        if cls is CronExpression:
+            return _parse_cached(expr.strip(), zone)
         return cls(expr.strip(), zone)
 
     def __post_init__(self) -> None:
@@ -379,9 +381,21 @@ def _check_fires(source: str, doms: frozenset[int], months: frozenset[int]) -> N
     raise InvalidCronExpression(source, f"never fires: {days_text} not occur in {months_text}")
 
 
+@functools.lru_cache(maxsize=4096)
+def _parse_cached(source: str, zone: ZoneInfo) -> CronExpression:
+    """Expressions are immutable, so beat and workers share one parse per (expression, zone)."""
+    return CronExpression(source, zone)
+
+
 def _next_table(values: frozenset[int], highest: int) -> tuple[int, ...]:
     """table[i] = the smallest allowed value >= i, or _NONE; indexes 0..highest (highest is a sentinel)."""
-    return tuple(min((v for v in values if v >= i), default=_NONE) for i in range(highest + 1))
+    table = [_NONE] * (highest + 1)
+    upcoming = _NONE
+    for i in range(highest, -1, -1):  # one backward pass instead of a min() per index
+        if i in values:
+            upcoming = i
+        table[i] = upcoming
+    return tuple(table)
 
 
 def _is_leap(year: int) -> int:
