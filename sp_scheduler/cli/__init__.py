@@ -12,6 +12,7 @@ from sp_scheduler.cli.config_cmd import config_group
 from sp_scheduler.cli.cron_cmd import cron_group
 from sp_scheduler.cli.db_cmd import db_group
 from sp_scheduler.cli.dev_cmd import dev_cmd
+from sp_scheduler.cli.health_cmd import health_cmd
 from sp_scheduler.cli.jobs_cmd import jobs_group
 from sp_scheduler.cli.process_cmd import beat_cmd, worker_cmd
 from sp_scheduler.cli.runs_cmd import RUN_COMMANDS
@@ -78,6 +79,7 @@ cli.add_command(db_group)
 cli.add_command(worker_cmd)
 cli.add_command(beat_cmd)
 cli.add_command(dev_cmd)
+cli.add_command(health_cmd)
 
 
 def main() -> None:

@@ -1,0 +1,111 @@
+"""`sp-scheduler health [--role beat|worker]`: the container health check (Docker HEALTHCHECK, k8s probes).
+
+Without a role: Postgres answers with a current schema and Redis answers. With a role, the process
+of that role on this host has also reported in recently: a worker's main process writes its
+heartbeat every lease/3 seconds (`sp_scheduler:workers`), every beat, leader or standby, every
+second (`sp_scheduler:beat:instances`). Both are keyed by host name, which in a container is the
+container's, so the check passes only when this container's process is alive and talking to Redis.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from typing import cast
+from urllib.parse import urlsplit
+
+import click
+import redis
+
+from sp_scheduler import keys
+from sp_scheduler.cli.state import CliState, pass_state
+from sp_scheduler.errors import BrokerUnavailable, SchedulerError
+
+REDIS_TIMEOUT_SECONDS = 2.0
+
+
+class ProcessNotSeen(SchedulerError):
+    """The beat or worker of this host has not reported in recently (exit 1: unhealthy)."""
+
+
+def redis_where(url: str) -> str:
+    """`host:port/db` for messages: never the password."""
+    parts = urlsplit(url)
+    return f"{parts.hostname or '?'}:{parts.port or 6379}{parts.path or '/0'}"
+
+
+def _redis_client(url: str) -> redis.Redis:
+    client = redis.Redis.from_url(
+        url, socket_connect_timeout=REDIS_TIMEOUT_SECONDS, socket_timeout=REDIS_TIMEOUT_SECONDS, decode_responses=True
+    )
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        raise BrokerUnavailable(f"cannot reach Redis at {redis_where(url)}: {exc}") from None
+    return client
+
+
+def _recent(client: redis.Redis, key: str, since: float) -> list[tuple[str, float]]:
+    # redis-py types withscores replies loosely; with decode_responses they are (str, float) pairs.
+    rows = cast("list[tuple[str, float]]", client.zrangebyscore(key, since, "+inf", withscores=True))
+    return [(str(member), float(score)) for member, score in rows]
+
+
+def check_worker(client: redis.Redis, host: str, max_age: float, now: float) -> str:
+    """A worker named `<anything>@<host>` (Celery's `%h`) has a heartbeat younger than `max_age`."""
+    mine = [
+        (name, seen) for name, seen in _recent(client, keys.WORKERS_SEEN, now - max_age) if name.endswith(f"@{host}")
+    ]
+    if not mine:
+        raise ProcessNotSeen(f"no worker on host {host!r} has reported in the last {max_age:g} s")
+    name, seen = max(mine, key=lambda item: item[1])
+    return f"worker {name} seen {max(now - seen, 0):.0f} s ago"
+
+
+def check_beat(client: redis.Redis, host: str, max_age: float, now: float) -> str:
+    """A beat whose id is `<host>:<pid>:<tag>` ticked within `max_age`; says whether it leads."""
+    mine = [
+        (bid, seen) for bid, seen in _recent(client, keys.BEAT_INSTANCES, now - max_age) if bid.startswith(f"{host}:")
+    ]
+    if not mine:
+        raise ProcessNotSeen(f"no beat on host {host!r} has ticked in the last {max_age:g} s")
+    leader = client.hget(keys.BEAT_LEADER, "id")
+    beat_id, seen = max(mine, key=lambda item: item[1])
+    role = "leads" if any(bid == leader for bid, _ in mine) else "stands by"
+    return f"beat {beat_id} {role}, ticked {max(now - seen, 0):.0f} s ago"
+
+
+@click.command("health")
+@click.option(
+    "--role",
+    type=click.Choice(["beat", "worker"]),
+    help="Also require this host's beat or worker to have reported in recently.",
+)
+@click.option(
+    "--max-age",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Seconds a heartbeat stays fresh [default: the run lease, SP_RUN_LEASE, 30 s].",
+)
+@click.option("--host", help="Host name the process reports under [default: this host's name].")
+@pass_state
+def health_cmd(state: CliState, role: str | None, max_age: float | None, host: str | None) -> None:
+    """Exit 0 when Postgres and Redis answer (and, with --role, this host's process is alive); else 1, 4 or 69."""
+    from sp_scheduler.store import describe_url, schema_version
+
+    settings = state.settings
+    with state.database() as conn:
+        postgres = f"postgres {describe_url(settings.require_database_url())} schema {schema_version(conn)}"
+    client = _redis_client(settings.redis_url)
+    parts = [postgres, f"redis {redis_where(settings.redis_url)}"]
+    try:
+        if role is not None:
+            check = check_worker if role == "worker" else check_beat
+            age = max_age if max_age is not None else settings.lease_seconds
+            parts.append(check(client, host or socket.gethostname(), age, time.time()))
+    except redis.RedisError as exc:
+        raise BrokerUnavailable(
+            f"cannot read heartbeats from Redis at {redis_where(settings.redis_url)}: {exc}"
+        ) from None
+    finally:
+        client.close()
+    click.echo("ok: " + "; ".join(parts))
