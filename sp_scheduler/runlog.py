@@ -17,6 +17,8 @@ from sp_scheduler.store import LogRecordRow
 
 # Attributes every LogRecord has; anything else a job passes in `extra=` is kept as a field.
 _STANDARD_ATTRS = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
+# Stored in their own columns (job_name, run_id) or implied by the run row; not repeated in `fields`.
+_RUN_ATTRS = frozenset({"job", "run_id", "trigger", "scheduled_for"})
 JOB_LOGGER_PARENT = "sp_scheduler.jobs"
 
 
@@ -31,7 +33,11 @@ class RunLogBuffer(logging.Handler):
         self._lock = threading.Lock()
 
     def emit(self, record: logging.LogRecord) -> None:
-        fields = {key: _jsonable(value) for key, value in vars(record).items() if key not in _STANDARD_ATTRS}
+        fields = {
+            key: _jsonable(value)
+            for key, value in vars(record).items()
+            if key not in _STANDARD_ATTRS and key not in _RUN_ATTRS
+        }
         if record.exc_info and "traceback" not in fields:
             fields["traceback"] = logging.Formatter().formatException(record.exc_info)
         row = LogRecordRow(
@@ -62,12 +68,31 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
-def run_logger(job_name: str, buffer: RunLogBuffer) -> logging.Logger:
+class _RunFields(logging.Filter):
+    """Stamps every record with the run's identity, so console and JSON logs carry job and run_id."""
+
+    def __init__(self, fields: dict[str, str]) -> None:
+        super().__init__()
+        self.fields = fields
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        for key, value in self.fields.items():
+            setattr(record, key, value)
+        return True
+
+
+def run_logger(
+    job_name: str, buffer: RunLogBuffer, *, trigger: str = "", scheduled_for: str | None = None
+) -> logging.Logger:
     """A logger for one run: records go to `buffer` and propagate to `sp_scheduler.jobs` for the console."""
     # Deliberately outside logging's registry: one short-lived logger per run, no global handlers.
     logger = logging.Logger(f"{JOB_LOGGER_PARENT}.{job_name}")  # noqa: LOG001
     logger.parent = logging.getLogger(JOB_LOGGER_PARENT)
     logger.setLevel(logging.DEBUG)
+    fields = {"job": job_name, "run_id": buffer.run_id, "trigger": trigger}
+    if scheduled_for:
+        fields["scheduled_for"] = scheduled_for
+    logger.addFilter(_RunFields(fields))
     logger.addHandler(buffer)
     return logger
 

@@ -256,7 +256,12 @@ def execute_run(runtime: WorkerRuntime, request: RunRequest) -> store.RunRecord 
     if metrics is not None and claim.record is not None:
         metrics.started(claim.record)
     buffer = RunLogBuffer(definition.name, run_id)
-    logger = run_logger(definition.name, buffer)
+    logger = run_logger(
+        definition.name,
+        buffer,
+        trigger=request.trigger,
+        scheduled_for=request.scheduled_for.isoformat() if request.scheduled_for else None,
+    )
     ctx = JobContext(
         job_name=definition.name,
         run_id=run_id,
@@ -269,7 +274,7 @@ def execute_run(runtime: WorkerRuntime, request: RunRequest) -> store.RunRecord 
         settings=runtime.settings,
         pool=runtime.job_pool(),
     )
-    logger.info("job started", extra={"trigger": request.trigger, "scheduled_for": request.scheduled_for})
+    logger.info("job started")
     leases = runtime.leases()
     leases.track(run_id, buffer)
     try:
