@@ -33,7 +33,7 @@ RUN --mount=type=bind,target=/src,rw \
 # The application's config and content; compose and k8s mount their own over it so edits need no rebuild.
 COPY services/ /app/services/
 # Jobs write their output here (SP_OUTPUT_DIR, default web/dist): the only place the app user may write.
-RUN mkdir -p /app/web/dist && chown -R sp:sp /app/web
+RUN mkdir -p /app/web && chown -R sp:sp /app/web
 
 # Numeric, so Kubernetes' runAsNonRoot can verify it.
 USER 10001:10001
