@@ -200,14 +200,15 @@ def send_run(
         options["producer"] = producer
     if timeout is not None:
         options["time_limit"] = timeout + HARD_LIMIT_GRACE
-    app.send_task(
-        TASK_NAME,
-        args=[
-            request.job_name,
-            request.trigger,
-            request.scheduled_for.isoformat() if request.scheduled_for else None,
-            request.run_id,
-            dict(request.params),
-        ],
-        **options,
-    )
+    args = [
+        request.job_name,
+        request.trigger,
+        request.scheduled_for.isoformat() if request.scheduled_for else None,
+        request.run_id,
+        dict(request.params),
+    ]
+    # A plain repr for the message headers: Celery's saferepr costs ~0.1 ms a message, which adds up
+    # when beat sends a thousand slots in one second.
+    options["argsrepr"] = repr(args)
+    options["kwargsrepr"] = "{}"
+    app.send_task(TASK_NAME, args=args, **options)
