@@ -11,9 +11,12 @@ from sp_scheduler import __version__
 from sp_scheduler.cli.config_cmd import config_group
 from sp_scheduler.cli.cron_cmd import cron_group
 from sp_scheduler.cli.db_cmd import db_group
+from sp_scheduler.cli.demo_cmd import demo_group
 from sp_scheduler.cli.dev_cmd import dev_cmd
 from sp_scheduler.cli.health_cmd import health_cmd
 from sp_scheduler.cli.jobs_cmd import jobs_group
+from sp_scheduler.cli.logs_cmd import logs_group
+from sp_scheduler.cli.maintenance_cmd import MAINTENANCE_COMMANDS
 from sp_scheduler.cli.process_cmd import beat_cmd, worker_cmd
 from sp_scheduler.cli.runs_cmd import RUN_COMMANDS
 from sp_scheduler.cli.state import CliState
@@ -70,7 +73,7 @@ def cli(
     ctx.obj = CliState(settings)
 
 
-for command in (*RUN_COMMANDS, status_cmd):
+for command in (*RUN_COMMANDS, *MAINTENANCE_COMMANDS, status_cmd):
     jobs_group.add_command(command)
 cli.add_command(jobs_group)
 cli.add_command(cron_group)
@@ -80,6 +83,8 @@ cli.add_command(worker_cmd)
 cli.add_command(beat_cmd)
 cli.add_command(dev_cmd)
 cli.add_command(health_cmd)
+cli.add_command(logs_group)
+cli.add_command(demo_group)
 
 
 def main() -> None:

@@ -143,7 +143,7 @@ def run_jobs(
         for definition in definitions:
             _check_enabled(conn, definition, force)
         if local:
-            records = _run_local(state, definitions, params)
+            records = run_local(state, definitions, params)
         else:
             run_ids = [_enqueue(state, conn, definition, params) for definition in definitions]
             if not wait:
@@ -163,7 +163,8 @@ def run_jobs(
         raise SystemExit(ExitCode.FAILURE)
 
 
-def _run_local(state: CliState, definitions: list[JobDefinition], params: dict[str, str]) -> list[RunRecord]:
+def run_local(state: CliState, definitions: list[JobDefinition], params: dict[str, str]) -> list[RunRecord]:
+    """Run jobs in this process through the worker's code path, so each is recorded in the ledger."""
     from sp_scheduler.runner import RunRequest, WorkerRuntime, execute_run
     from sp_scheduler.store import enqueue_run
 

@@ -1,0 +1,48 @@
+"""`cleanup_inactive_sessions`: idle sessions are expired, and ended sessions are removed once they are old."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sp_scheduler import Job, JobContext, JobResult
+from sp_scheduler.errors import UsageError
+from workers.core.batching import BatchOptions, Rule, apply_rule, database_now, int_parameter, summarize
+
+# Expiring ends the session the way a logout does (ended_at + reason), so the application sees one
+# notion of "ended" and the row stays for `days` as an audit trail.
+IDLE_SESSIONS = Rule(
+    label="idle sessions",
+    table="user_sessions",
+    where="t.ended_at IS NULL AND t.last_activity_at < %(idle_cutoff)s",
+    order_by="last_activity_at",
+    update="ended_at = now(), end_reason = 'expired'",
+    verb="expire",
+    past="expired",
+)
+# Any ended session (logout, expiry, revocation) once it ended more than `days` ago.
+ENDED_SESSIONS = Rule(
+    label="ended sessions",
+    table="user_sessions",
+    where="t.ended_at < %(ended_cutoff)s",
+    order_by="ended_at",
+)
+
+
+class CleanupInactiveSessions(Job):
+    name = "cleanup_inactive_sessions"
+    description = "Expires and removes sessions that have been idle too long"
+    schedule = "0 0 * * * *"
+
+    async def execute(self, ctx: JobContext) -> JobResult:
+        try:
+            hours = int_parameter(ctx, "hours", 1)
+            days = int_parameter(ctx, "days", 7)
+            options = BatchOptions.from_context(ctx)
+        except UsageError as exc:
+            return JobResult.failure(str(exc))
+        async with ctx.db_pool.connection() as conn:
+            now = await database_now(conn)
+            params = {"idle_cutoff": now - timedelta(hours=hours), "ended_cutoff": now - timedelta(days=days)}
+            expired = await apply_rule(conn, IDLE_SESSIONS, params, options, ctx.logger, f"idle for over {hours} h")
+            removed = await apply_rule(conn, ENDED_SESSIONS, params, options, ctx.logger, f"ended over {days} days ago")
+        return summarize([expired, removed])

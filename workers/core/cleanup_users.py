@@ -1,0 +1,40 @@
+"""`cleanup_anonymous_users`: anonymous accounts nobody came back to are deleted with everything they own."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sp_scheduler import Job, JobContext, JobResult
+from sp_scheduler.errors import UsageError
+from workers.core.batching import BatchOptions, Rule, apply_rule, database_now, int_parameter, summarize
+
+# Never upgraded (still anonymous, no upgraded_at), older than the cutoff, and no session still open:
+# someone who is signed in right now keeps their account whatever its age. Sessions, contexts (with
+# their messages) and OAuth rows go with the user through ON DELETE CASCADE.
+ANONYMOUS_USERS = Rule(
+    label="anonymous users",
+    table="users",
+    where=(
+        "t.is_anonymous AND t.upgraded_at IS NULL AND t.created_at < %(cutoff)s"
+        " AND NOT EXISTS (SELECT 1 FROM user_sessions s WHERE s.user_id = t.id AND s.ended_at IS NULL)"
+    ),
+)
+
+
+class CleanupAnonymousUsers(Job):
+    name = "cleanup_anonymous_users"
+    description = "Removes old anonymous user accounts that were never upgraded"
+    schedule = "0 0 3 * * *"
+
+    async def execute(self, ctx: JobContext) -> JobResult:
+        try:
+            days = int_parameter(ctx, "days", 30)
+            options = BatchOptions.from_context(ctx)
+        except UsageError as exc:
+            return JobResult.failure(str(exc))
+        async with ctx.db_pool.connection() as conn:
+            cutoff = await database_now(conn) - timedelta(days=days)
+            outcome = await apply_rule(
+                conn, ANONYMOUS_USERS, {"cutoff": cutoff}, options, ctx.logger, f"older than {days} days"
+            )
+        return summarize([outcome])
