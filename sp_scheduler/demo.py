@@ -19,16 +19,8 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from sp_scheduler.errors import UsageError
+from sp_scheduler.store.application import APPLICATION_TABLES
 
-APPLICATION_TABLES = (
-    "users",
-    "user_sessions",
-    "contexts",
-    "context_messages",
-    "oauth_authorization_codes",
-    "oauth_tokens",
-    "content",
-)
 DEMO_JOBS = ("cleanup_anonymous_users", "cleanup_empty_contexts", "cleanup_inactive_sessions", "database_cleanup")
 
 

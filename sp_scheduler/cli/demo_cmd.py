@@ -8,6 +8,7 @@ import click
 
 from sp_scheduler.cli.state import CliState, echo_json, pass_state
 from sp_scheduler.errors import UsageError
+from sp_scheduler.store.application import APPLICATION_TABLES
 
 SCALES = {"small": 1_000, "medium": 100_000, "large": 1_000_000}  # users; the other tables scale with them
 
@@ -50,7 +51,7 @@ def seed_cmd(
         if filled and not append:
             raise UsageError("the application tables already hold rows: pass --append to add to them or --reset")
         # Empty tables get their indexes built once at the end instead of row by row (much faster).
-        report = demo.seed(conn, plan, rebuild=() if filled else demo.APPLICATION_TABLES)
+        report = demo.seed(conn, plan, rebuild=() if filled else APPLICATION_TABLES)
     elapsed = time.monotonic() - began
     if as_json:
         steps = {step: round(seconds, 3) for step, seconds in report.seconds.items()}

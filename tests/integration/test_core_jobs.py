@@ -19,6 +19,7 @@ import pytest
 
 from sp_scheduler.errors import ExitCode
 from sp_scheduler.store import connect, query_logs
+from sp_scheduler.store.application import APPLICATION_TABLES
 from tests.integration.conftest import System
 
 pytestmark = pytest.mark.integration
@@ -29,15 +30,6 @@ CORE_JOBS = (
     "cleanup_inactive_sessions",
     "database_cleanup",
     "publish_content",
-)
-APPLICATION_TABLES = (
-    "users",
-    "user_sessions",
-    "contexts",
-    "context_messages",
-    "oauth_authorization_codes",
-    "oauth_tokens",
-    "content",
 )
 
 

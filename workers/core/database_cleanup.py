@@ -7,6 +7,7 @@ from datetime import timedelta
 
 from sp_scheduler import Job, JobContext, JobResult
 from sp_scheduler.errors import UsageError
+from sp_scheduler.store.application import APPLICATION_TABLES
 from workers.core.batching import (
     BatchOptions,
     Logger,
@@ -30,17 +31,7 @@ EXPIRED_TOKENS = Rule(
     label="expired OAuth tokens", table="oauth_tokens", where="t.expires_at < %(now)s", order_by="expires_at"
 )
 # The tables the scheduler and its core jobs look after: the bloat report covers these.
-REPORTED_TABLES = (
-    "sp_logs",
-    "sp_job_runs",
-    "users",
-    "user_sessions",
-    "contexts",
-    "context_messages",
-    "oauth_authorization_codes",
-    "oauth_tokens",
-    "content",
-)
+REPORTED_TABLES = ("sp_logs", "sp_job_runs", *APPLICATION_TABLES)
 MIN_REPORTED_BLOAT_BYTES = 1024 * 1024  # below a megabyte, bloat is noise whatever its percentage
 
 
