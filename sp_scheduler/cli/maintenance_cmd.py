@@ -9,9 +9,9 @@ from __future__ import annotations
 import click
 
 from sp_scheduler.catalog import JobDefinition
-from sp_scheduler.cli.runs_cmd import describe, run_local
+from sp_scheduler.cli.runs_cmd import check_enabled, describe, run_local
 from sp_scheduler.cli.state import CliState, echo_json, pass_state
-from sp_scheduler.errors import ExitCode, JobDisabled, UnknownJob
+from sp_scheduler.errors import ExitCode, UnknownJob
 
 CORE = "core"
 
@@ -30,16 +30,9 @@ def core_definition(state: CliState, job: str) -> JobDefinition:
 
 def run_shortcut(state: CliState, job: str, params: dict[str, str], *, force: bool, as_json: bool) -> None:
     """Run one core job locally with `params`, refusing a disabled job unless forced (as `jobs run` does)."""
-    from sp_scheduler.store import get_override
-
     definition = core_definition(state, job)
     with state.database() as conn:
-        override = get_override(conn, definition.name)
-    if not definition.enabled(override.enabled if override else None):
-        if not force:
-            by = f" by {override.actor}" if override else " in config"
-            raise JobDisabled(f"job {definition.name!r} is disabled{by}; use --force to run it anyway")
-        click.echo(f"note: {definition.name} is disabled; running it anyway (--force)", err=True)
+        check_enabled(conn, definition, force)
     records = run_local(state, [definition], params)
     if as_json:
         echo_json([record.to_dict() for record in records])

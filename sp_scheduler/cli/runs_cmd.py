@@ -33,7 +33,8 @@ def parse_params(pairs: Sequence[str]) -> dict[str, str]:
     return params
 
 
-def _check_enabled(conn: psycopg.Connection[Any], definition: JobDefinition, force: bool) -> None:
+def check_enabled(conn: psycopg.Connection[Any], definition: JobDefinition, force: bool) -> None:
+    """Refuse a disabled job unless `force` (then say so): the rule every manual run follows."""
     from sp_scheduler.store import get_override
 
     override = get_override(conn, definition.name)
@@ -141,7 +142,7 @@ def run_jobs(
     params = parse_params(param_pairs)
     with state.database() as conn:
         for definition in definitions:
-            _check_enabled(conn, definition, force)
+            check_enabled(conn, definition, force)
         if local:
             records = run_local(state, definitions, params)
         else:
