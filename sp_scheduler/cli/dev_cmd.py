@@ -246,6 +246,8 @@ def _write_env_file(path: Path, settings: Settings) -> None:
         f"export SP_REDIS_URL={shlex.quote(settings.redis_url)}",
         f"export SP_CONFIG={shlex.quote(str(settings.config_path))}",
         f"export SP_PROFILE={shlex.quote(str(settings.profile_path))}" if settings.profile_path else "unset SP_PROFILE",
+        # the sp-scheduler command of this environment (the project's .venv when run by scripts/dev)
+        f'export PATH={shlex.quote(str(Path(sys.executable).parent))}:"$PATH"',
     ]
     path.write_text("\n".join(lines) + "\n")
     path.chmod(0o600)  # a configured URL may carry a password
