@@ -27,6 +27,8 @@ from redbeat.schedulers import RedBeatScheduler, get_redis
 
 from sp_scheduler import keys, store
 from sp_scheduler.catalog import Catalog, CatalogWatch
+from sp_scheduler.config import DEFAULT_QUEUE
+from sp_scheduler.publish import BatchPublisher, Outgoing
 from sp_scheduler.runner import RunRequest, WorkerRuntime
 from sp_scheduler.schedule import CronSchedule, ScheduleDecoder, ScheduleEncoder, UndecodableSchedule
 from sp_scheduler.slots import plan_due
@@ -104,6 +106,7 @@ class SlotScheduler(RedBeatScheduler):  # type: ignore[misc]
         self._reaped_at = 0.0
         self._overrides: dict[str, bool] = {}
         self.metrics: BeatMetrics | None = None
+        self.publisher: BatchPublisher | None = None
         super().__init__(app, **kwargs)
         self.lock_key = None  # leadership is ours (in tick); RedBeat's blocking beat_init lock stays out
 
@@ -280,22 +283,31 @@ class SlotScheduler(RedBeatScheduler):  # type: ignore[misc]
             stored = pipe.execute()
         now = datetime.fromtimestamp(now_ts, UTC)
         updates: list[tuple[str, datetime, float]] = []
+        outgoing: list[Outgoing] = []
         for index, (key, (definition, meta)) in enumerate(zip(due, stored, strict=True)):
             if index and index % LOCK_EXTEND_EVERY == 0:  # a huge batch must not outlive the lock
                 self._lock.extend(LOCK_TTL, replace_ttl=True)
             if definition is None:
                 client.zrem(schedule_key, key)
                 continue
-            update = self._fire_entry(key, definition, meta, now)
-            if update is not None:
-                updates.append(update)
+            updates.append(self._fire_entry(key, definition, meta, now, outgoing))
+        # Send first, then remember the slots: a crash in between re-sends, and the ledger drops repeats.
+        self._publisher().publish(outgoing)
         with client.pipeline() as pipe:
             for key, last_slot, next_ts in updates:
                 pipe.hset(key, "meta", _encode_meta(last_slot))
                 pipe.zadd(schedule_key, {key: next_ts})
             pipe.execute()
 
-    def _fire_entry(self, key: str, definition: str, meta: str | None, now: datetime) -> tuple[str, datetime, float]:
+    def _publisher(self) -> BatchPublisher:
+        if self.publisher is None:
+            self.publisher = BatchPublisher(self.app.conf.broker_url)
+        return self.publisher
+
+    def _fire_entry(
+        self, key: str, definition: str, meta: str | None, now: datetime, outgoing: list[Outgoing]
+    ) -> tuple[str, datetime, float]:
+        """Plan one due entry: queue its slot message in `outgoing`, record missed slots, return its update."""
         try:
             body = json.loads(definition, cls=ScheduleDecoder)
             schedule = body["schedule"]
@@ -311,13 +323,8 @@ class SlotScheduler(RedBeatScheduler):  # type: ignore[misc]
         last = json.loads(meta, cls=ScheduleDecoder).get("last_run_at") if meta else None
         plan = plan_due(schedule.cron, last or now, now, float(kwargs.get("misfire_grace") or 0))
         if plan.run is not None:
-            send_run(
-                self.app,
-                RunRequest(job_name, "schedule", plan.run),
-                queue=body.get("options", {}).get("queue") or "sp_scheduler",
-                timeout=kwargs.get("timeout"),
-                producer=self.producer,
-            )
+            queue = body.get("options", {}).get("queue") or DEFAULT_QUEUE
+            outgoing.append(Outgoing(RunRequest(job_name, "schedule", plan.run), queue, kwargs.get("timeout")))
             if self.metrics is not None:
                 self.metrics.sent.labels(job_name).inc()
                 self.metrics.tick_lag.set((now - plan.run).total_seconds())
