@@ -44,6 +44,8 @@ STANDBY_POLL = 1.0
 MAX_SLEEP = 1.0  # ticks at least this often: lock, heartbeat and sync stay fresh
 SYNC_INTERVAL = 10.0  # full re-sync with config and overrides even when nothing signalled a change
 UNDECODABLE_RETRY = 60.0
+LOOKAHEAD = 0.3  # seconds before a slot that beat reads and prepares its messages
+LARGE_BATCH = 100  # ticks sending at least this many slots log how long it took
 LOCK_EXTEND_EVERY = 500  # entries fired between lock extensions within one tick
 
 
@@ -206,7 +208,8 @@ class SlotScheduler(RedBeatScheduler):  # type: ignore[misc]
         head = client.zrange(keys.schedule_key(), 0, 0, withscores=True)
         if not head:
             return MAX_SLEEP
-        return float(min(max(head[0][1] - time.time(), 0.0), MAX_SLEEP))
+        # Wake LOOKAHEAD early: _fire_due prepares the slot's messages, then sends them on the dot.
+        return float(min(max(head[0][1] - LOOKAHEAD - time.time(), 0.0), MAX_SLEEP))
 
     # -- sync: Redis entries == effective config -----------------------------------------------------------
 
@@ -272,27 +275,43 @@ class SlotScheduler(RedBeatScheduler):  # type: ignore[misc]
     # -- firing ----------------------------------------------------------------------------------------------
 
     def _fire_due(self, client: Any) -> None:
+        """Send every slot due now or within LOOKAHEAD, each group at its due instant.
+
+        Reading, decoding and planning a thousand entries takes longer than the 100 ms a slot may be
+        late, so that work is done just before the slot; at the slot only one pipeline is written.
+        """
         schedule_key = keys.schedule_key()
         now_ts = time.time()
-        due = client.zrangebyscore(schedule_key, "-inf", now_ts)
+        due = client.zrangebyscore(schedule_key, "-inf", now_ts + LOOKAHEAD, withscores=True)
         if not due:
             return
         with client.pipeline() as pipe:
-            for key in due:
+            for key, _ in due:
                 pipe.hmget(key, ["definition", "meta"])
             stored = pipe.execute()
-        now = datetime.fromtimestamp(now_ts, UTC)
         updates: list[tuple[str, datetime, float]] = []
-        outgoing: list[Outgoing] = []
-        for index, (key, (definition, meta)) in enumerate(zip(due, stored, strict=True)):
+        batches: dict[float, list[Outgoing]] = {}
+        for index, ((key, score), (definition, meta)) in enumerate(zip(due, stored, strict=True)):
             if index and index % LOCK_EXTEND_EVERY == 0:  # a huge batch must not outlive the lock
                 self._lock.extend(LOCK_TTL, replace_ttl=True)
             if definition is None:
                 client.zrem(schedule_key, key)
                 continue
-            updates.append(self._fire_entry(key, definition, meta, now, outgoing))
+            at = max(now_ts, float(score))  # overdue entries go now; the rest at their due instant
+            updates.append(
+                self._fire_entry(key, definition, meta, datetime.fromtimestamp(at, UTC), batches.setdefault(at, []))
+            )
         # Send first, then remember the slots: a crash in between re-sends, and the ledger drops repeats.
-        self._publisher().publish(outgoing)
+        publisher = self._publisher()
+        prepared = {at: publisher.prepare(batch) for at, batch in batches.items()}
+        for at in sorted(prepared):
+            wait = at - time.time()
+            if wait > 0:
+                time.sleep(wait)
+            publisher.send(prepared[at])
+            if len(prepared[at]) >= LARGE_BATCH:
+                late_ms = round((time.time() - at) * 1000, 1)
+                log.info("slots sent", extra={"count": len(prepared[at]), "late_ms": late_ms})
         with client.pipeline() as pipe:
             for key, last_slot, next_ts in updates:
                 pipe.hset(key, "meta", _encode_meta(last_slot))

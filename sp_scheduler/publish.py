@@ -102,11 +102,19 @@ class BatchPublisher:
         self.origin = f"{os.getpid()}@{socket.gethostname()}"
         self.reply_to = str(uuid.uuid4())
 
-    def publish(self, messages: Sequence[Outgoing]) -> None:
-        """LPUSH every message onto its queue's list, in order, in one round trip."""
-        if not messages:
+    def prepare(self, messages: Sequence[Outgoing]) -> list[tuple[str, str]]:
+        """(queue, serialized message) pairs, built ahead of the instant they are sent."""
+        return [(m.queue, envelope(m, origin=self.origin, reply_to=self.reply_to)) for m in messages]
+
+    def send(self, prepared: Sequence[tuple[str, str]]) -> None:
+        """LPUSH prepared messages onto their queues' lists, in order, in one round trip."""
+        if not prepared:
             return
         with self.client.pipeline(transaction=False) as pipe:
-            for outgoing in messages:
-                pipe.lpush(outgoing.queue, envelope(outgoing, origin=self.origin, reply_to=self.reply_to))
+            for queue, payload in prepared:
+                pipe.lpush(queue, payload)
             pipe.execute()
+
+    def publish(self, messages: Sequence[Outgoing]) -> None:
+        """Prepare and send at once."""
+        self.send(self.prepare(messages))
