@@ -156,7 +156,7 @@ def test_two_beats_one_leader_failover_and_no_slot_twice(system: System) -> None
     wait_until(lambda: "beat took the lead" in standby.output(), timeout=20)
     takeover = time.monotonic() - killed_at
     assert takeover <= 15, f"standby took {takeover:.1f} s to take over"
-    wait_until(lambda: len(slots(system.history("ha"), "succeeded")) >= 40, timeout=60)
+    wait_until(lambda: len(slots(system.history("ha"))) >= 60, timeout=90)  # a 60 s window of slots
     rows = [r for r in system.history("ha") if r["trigger"] == "schedule"]
     all_slots = slots(rows)
     assert len(all_slots) == len(set(all_slots))  # no slot twice (the ledger would refuse it anyway)
