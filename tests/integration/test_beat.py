@@ -134,13 +134,20 @@ def test_downtime_records_missed_slots_and_runs_once(system: System) -> None:
     down_at = datetime.now().astimezone()
     wait_until(lambda: datetime.now().astimezone() >= down_at + timedelta(seconds=4), timeout=10)
     system.beat("beat2")
-    wait_until(lambda: len(slots(system.history("catchup"), "missed")) >= 3, timeout=30)
+
+    def missed_slots() -> list[datetime]:
+        found = slots(system.history("catchup"), "missed")
+        return found if len(found) >= 3 else []
+
+    missed = wait_until(missed_slots, timeout=30)
+    catch_up_slot = missed[-1] + timedelta(seconds=1)  # the newest overdue slot, sent as the catch-up
+    # Missed rows are written while the tick plans; the catch-up run finishes on the worker after that.
+    wait_until(lambda: catch_up_slot in slots(system.history("catchup"), "succeeded"), timeout=30)
     rows = system.history("catchup")
-    missed = slots(rows, "missed")
     assert all("no beat was running" in r["message"] for r in rows if r["status"] == "missed")
     # Exactly one run among the slots the restarted beat found overdue: the newest, as the catch-up.
-    catch_up = [s for s in slots(rows, "succeeded") if s > missed[0] and s <= missed[-1] + timedelta(seconds=1)]
-    assert len(catch_up) == 1 and catch_up[0] == missed[-1] + timedelta(seconds=1)
+    catch_up = [s for s in slots(rows, "succeeded") if missed[0] < s <= catch_up_slot]
+    assert catch_up == [catch_up_slot]
 
 
 def test_two_beats_one_leader_failover_and_no_slot_twice(system: System) -> None:
@@ -166,7 +173,8 @@ def test_two_beats_one_leader_failover_and_no_slot_twice(system: System) -> None
     assert missed, "the failover gap left no missed slots"
     gap_end = missed[-1] + timedelta(seconds=1)
     assert next(r for r in rows if datetime.fromisoformat(r["scheduled_for"]) == gap_end)["status"] == "succeeded"
-    assert {r["status"] for r in rows} <= {"succeeded", "missed"}
+    settled = [r for r in rows if datetime.fromisoformat(r["scheduled_for"]) <= last - timedelta(seconds=2)]
+    assert {r["status"] for r in settled} <= {"succeeded", "missed"}  # the newest slots may still be running
 
 
 def _start_redis(port: int, directory: Path) -> subprocess.Popen[bytes]:
