@@ -36,21 +36,10 @@ class Outgoing:
     timeout: float | None = None
 
 
-def task_args(request: RunRequest) -> list[Any]:
-    """The task's positional arguments, as `send_run` sends them."""
-    return [
-        request.job_name,
-        request.trigger,
-        request.scheduled_for.isoformat() if request.scheduled_for else None,
-        request.run_id,
-        dict(request.params),
-    ]
-
-
 def envelope(outgoing: Outgoing, *, origin: str, reply_to: str) -> str:
     """The Redis transport's serialized message for one run (Celery task protocol 2)."""
     task_id = str(uuid.uuid4())
-    args = task_args(outgoing.request)
+    args = outgoing.request.task_args()
     body = json.dumps([args, {}, _EMBED]).encode()
     time_limit = outgoing.timeout + HARD_LIMIT_GRACE if outgoing.timeout is not None else None
     headers: dict[str, Any] = {

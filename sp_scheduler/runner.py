@@ -46,6 +46,16 @@ class RunRequest:
     run_id: str | None = None
     params: Mapping[str, Any] = field(default_factory=dict)
 
+    def task_args(self) -> list[Any]:
+        """The task's positional arguments, JSON-ready: how every sender puts this request on the wire."""
+        return [
+            self.job_name,
+            self.trigger,
+            self.scheduled_for.isoformat() if self.scheduled_for else None,
+            self.run_id,
+            dict(self.params),
+        ]
+
     def resolved_run_id(self) -> str:
         """Scheduled slots get the deterministic slot id, so every deliverer agrees on it."""
         if self.run_id:

@@ -200,13 +200,7 @@ def send_run(
         options["producer"] = producer
     if timeout is not None:
         options["time_limit"] = timeout + HARD_LIMIT_GRACE
-    args = [
-        request.job_name,
-        request.trigger,
-        request.scheduled_for.isoformat() if request.scheduled_for else None,
-        request.run_id,
-        dict(request.params),
-    ]
+    args = request.task_args()
     # A plain repr for the message headers: Celery's saferepr costs ~0.1 ms a message, which adds up
     # when beat sends a thousand slots in one second.
     options["argsrepr"] = repr(args)

@@ -219,13 +219,7 @@ def record_slot(
     message: str,
 ) -> bool:
     """Record a slot that will not run (beat was down, or it was skipped); False if the slot has a row."""
-    with conn.transaction(), conn.cursor() as cur:
-        cur.execute(
-            "INSERT INTO sp_job_runs (id, job_name, trigger, scheduled_for, status, message, finished_at)"
-            " VALUES (%s, %s, 'schedule', %s, %s, %s, clock_timestamp()) ON CONFLICT DO NOTHING",
-            (slot_run_id(job_name, scheduled_for), job_name, scheduled_for, status, message),
-        )
-        return cur.rowcount == 1
+    return record_slots(conn, job_name=job_name, slots=[scheduled_for], status=status, message=message) == 1
 
 
 def record_slots(
