@@ -96,10 +96,44 @@ class Claim:
     reason: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class RunOutcome:
+    """How a run ended, as the worker hands it to the ledger (`finish_runs`).
+
+    `elapsed_seconds` is the worker's measure from the claim to the end of the run: the ledger dates
+    `finished_at` from the claim's `started_at` by it, so an outcome written late (batched, or after
+    Postgres came back) still carries the moment the run ended.
+    """
+
+    run_id: str
+    status: FinishStatus
+    message: str | None
+    items_processed: int = 0
+    items_failed: int = 0
+    duration_ms: int | None = None
+    error: str | None = None
+    traceback: str | None = None
+    elapsed_seconds: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready (the batch travels as one JSON document); `id` is the run id."""
+        return {
+            "id": self.run_id,
+            "status": self.status,
+            "message": self.message,
+            "items_processed": self.items_processed,
+            "items_failed": self.items_failed,
+            "duration_ms": self.duration_ms,
+            "error": self.error,
+            "traceback": self.traceback,
+            "elapsed": self.elapsed_seconds,
+        }
+
+
 COLUMNS = sql.SQL(", ").join(sql.Identifier(f.name) for f in fields(RunRecord))
 
 
-Query = sql.SQL | sql.Composed
+Query = str | sql.SQL | sql.Composed
 QueryParams = Sequence[Any] | Mapping[str, Any]
 
 

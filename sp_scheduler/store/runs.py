@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import fields
 from datetime import datetime
 from typing import Any, Literal, get_args
 
@@ -19,7 +20,7 @@ from psycopg.types.json import Jsonb
 
 from sp_scheduler.errors import UnknownRun
 from sp_scheduler.jobs import Trigger
-from sp_scheduler.store.logs import INSERT_LOGS, LogRecordRow, log_columns
+from sp_scheduler.store.logs import INSERT_LOGS, LogRecordRow, log_batch
 from sp_scheduler.store.records import (
     COLUMNS,
     RUN_STATUSES,
@@ -27,6 +28,7 @@ from sp_scheduler.store.records import (
     ClaimOutcome,
     FinishStatus,
     Overlap,
+    RunOutcome,
     RunRecord,
     RunStatus,
     atomic,
@@ -126,11 +128,29 @@ def heartbeat(conn: psycopg.Connection[Any], run_ids: Sequence[str], lease_secon
         return cur.rowcount
 
 
-_FINISH = sql.SQL(
-    "UPDATE sp_job_runs SET status = %s, message = %s, items_processed = %s, items_failed = %s,"
-    " duration_ms = %s, error = %s, traceback = %s, finished_at = clock_timestamp(), lease_expires_at = NULL"
-    " WHERE id = %s AND status IN ('queued', 'running', 'lost') RETURNING {cols}"
-).format(cols=COLUMNS)
+_RUN_COLUMNS = sql.SQL(", ").join(sql.Identifier("r", f.name) for f in fields(RunRecord))
+
+# Rendered once, because finishing is on every run's path: the outcomes and their log lines travel as
+# two JSON documents, and one statement records them all and inserts the lines in a data-modifying CTE.
+# `r.id = ANY(...)` lets the planner probe the primary key instead of guessing the JSON's row count.
+_FINISH_RUNS = (
+    sql.SQL(
+        "WITH logged AS ({insert_logs}),"
+        " outcome AS (SELECT * FROM jsonb_to_recordset(%s::jsonb) AS o(id uuid, status text, message text,"
+        " items_processed bigint, items_failed bigint, duration_ms bigint, error text, traceback text,"
+        " elapsed double precision))"
+        " UPDATE sp_job_runs r SET status = o.status, message = o.message, items_processed = o.items_processed,"
+        " items_failed = o.items_failed, duration_ms = o.duration_ms, error = o.error, traceback = o.traceback,"
+        " finished_at = CASE WHEN o.elapsed IS NULL OR r.started_at IS NULL THEN clock_timestamp()"
+        " ELSE least(clock_timestamp(), r.started_at + make_interval(secs => o.elapsed)) END,"
+        " lease_expires_at = NULL"
+        " FROM outcome o WHERE r.id = o.id AND r.id = ANY(%s::uuid[]) AND r.status IN ('queued', 'running', 'lost')"
+        " RETURNING {cols}"
+    )
+    .format(insert_logs=sql.SQL(INSERT_LOGS), cols=_RUN_COLUMNS)
+    .as_string()
+)
+_SELECT_BY_IDS = sql.SQL("SELECT {cols} FROM sp_job_runs WHERE id = ANY(%s::uuid[])").format(cols=COLUMNS)
 
 
 def finish_run(
@@ -146,32 +166,45 @@ def finish_run(
     traceback: str | None = None,
     logs: Sequence[LogRecordRow] = (),
 ) -> RunRecord:
-    """Record a run's outcome, and its last log lines in the same statement.
+    """Record one run's outcome (and its last log lines); see `finish_runs`. `UnknownRun` if there is no such run."""
+    outcome = RunOutcome(run_id, status, message, items_processed, items_failed, duration_ms, error, traceback)
+    records = finish_runs(conn, [outcome], logs=logs)
+    if not records:
+        raise UnknownRun(f"unknown run {run_id}")
+    return records[0]
+
+
+def finish_runs(
+    conn: psycopg.Connection[Any], outcomes: Sequence[RunOutcome], *, logs: Sequence[LogRecordRow] = ()
+) -> list[RunRecord]:
+    """Record many runs' outcomes and their log lines in one statement; returns the rows, in order.
 
     Allowed from 'running'; from 'lost' (a run the reaper gave up on that then really finished records
     its true outcome); and from 'queued' (a run whose message could not be published is closed as
-    failed). A run already finished otherwise is left as it is and returned.
+    failed). A run already finished otherwise is left as it is and returned as it stands; an id the
+    ledger does not hold is logged and left out.
     """
-    if status not in get_args(FinishStatus):
-        raise ValueError(f"cannot finish a run as {status!r}")
-    key = run_uuid(run_id)
-    values: tuple[Any, ...] = (status, message, items_processed, items_failed, duration_ms, error, traceback, key)
-    query: sql.Composed = _FINISH
-    if logs:  # one statement: the log lines ride along in a data-modifying CTE
-        query = sql.SQL("WITH logged AS ({insert}) ").format(insert=sql.SQL(INSERT_LOGS)) + _FINISH
-        values = log_columns(logs) + values
+    for outcome in outcomes:
+        if outcome.status not in get_args(FinishStatus):
+            raise ValueError(f"cannot finish a run as {outcome.status!r}")
+    if not outcomes:
+        return []
+    keys = [run_uuid(outcome.run_id) for outcome in outcomes]
+    values = (log_batch(logs), Jsonb([outcome.to_dict() for outcome in outcomes]), keys)
     with atomic(conn), conn.cursor(row_factory=dict_row) as cur:
-        record = fetch_one(cur, query, values)
-        if record is not None:
-            return record
-        current = fetch_one(cur, _SELECT_BY_ID, (key,))
-    if current is None:
-        raise UnknownRun(f"unknown run {run_id}")
-    log.warning(
-        "run already finished; outcome not recorded",
-        extra={"job": current.job_name, "run_id": run_id, "status": current.status, "outcome": status},
-    )
-    return current
+        found = {record.id: record for record in map(RunRecord.from_row, cur.execute(_FINISH_RUNS, values))}
+        missing = [key for key in keys if str(key) not in found]
+        stored = cur.execute(_SELECT_BY_IDS, (missing,)).fetchall() if missing else []
+    for record in map(RunRecord.from_row, stored):
+        found[record.id] = record
+        log.warning(
+            "run already finished; outcome not recorded",
+            extra={"job": record.job_name, "run_id": record.id, "status": record.status},
+        )
+    for key in missing:
+        if str(key) not in found:
+            log.warning("outcome of an unknown run not recorded", extra={"run_id": str(key)})
+    return [found[str(key)] for key in keys if str(key) in found]
 
 
 def reap_lost(conn: psycopg.Connection[Any]) -> list[RunRecord]:
