@@ -13,6 +13,7 @@ import socket
 import time
 import traceback
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -25,15 +26,18 @@ from sp_scheduler import store
 from sp_scheduler.catalog import Catalog, CatalogWatch, JobDefinition
 from sp_scheduler.errors import DatabaseUnavailable, UnknownJob
 from sp_scheduler.jobs import JobContext, JobResult, Trigger
-from sp_scheduler.leases import LeaseKeeper
+from sp_scheduler.keeper import RunKeeper
 from sp_scheduler.runlog import RunLogBuffer, run_logger
 from sp_scheduler.settings import Settings
+from sp_scheduler.store import RunOutcome
 
 if TYPE_CHECKING:
     from sp_scheduler.metrics import RunMetrics
 
 log = logging.getLogger(__name__)
 _R = TypeVar("_R")
+# At shutdown, how long a process keeps trying to record outcomes Postgres has not taken yet.
+OUTCOME_FLUSH_SECONDS = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +80,7 @@ class WorkerRuntime:
         self._ledger: ConnectionPool[psycopg.Connection[Any]] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._job_pool: AsyncConnectionPool[Any] | None = None
-        self._leases: LeaseKeeper | None = None
+        self._keeper: RunKeeper | None = None
         self._metrics: RunMetrics | None = None
 
     def _check_fork(self) -> None:
@@ -86,7 +90,7 @@ class WorkerRuntime:
             self._ledger = None
             self._loop = None
             self._job_pool = None
-            self._leases = None  # threads do not survive fork
+            self._keeper = None  # threads do not survive fork
             self._metrics = None
 
     def ledger(self) -> ConnectionPool[psycopg.Connection[Any]]:
@@ -95,7 +99,7 @@ class WorkerRuntime:
         if self._ledger is None:
             self._ledger = store.open_pool(
                 self.settings.require_database_url(),
-                min_size=1,
+                min_size=2,  # the task's claims and the run keeper's writes
                 max_size=2,
                 timeout=5.0,
                 autocommit=True,
@@ -121,12 +125,17 @@ class WorkerRuntime:
                 log.warning("ledger connection failed; retrying once", extra={"error": str(exc)})
         raise AssertionError("unreachable")
 
-    def leases(self) -> LeaseKeeper:
-        """This process's lease keeper (one thread, started on first use)."""
+    def keeper(self) -> RunKeeper:
+        """This process's run keeper: leases, log lines and outcomes (one thread, started on first use)."""
         self._check_fork()
-        if self._leases is None:
-            self._leases = LeaseKeeper(self.ledger().connection, self.settings.lease_seconds)
-        return self._leases
+        if self._keeper is None:
+            metrics = self.metrics()
+            self._keeper = RunKeeper(
+                self.ledger().connection,
+                self.settings.lease_seconds,
+                on_recorded=metrics.finished if metrics is not None else None,
+            )
+        return self._keeper
 
     def metrics(self) -> RunMetrics | None:
         """Run metrics for this process, when SP_METRICS_PORT is set (created after fork)."""
@@ -164,15 +173,15 @@ class WorkerRuntime:
         """Close what this process opened (worker shutdown)."""
         if os.getpid() != self._pid:
             return
-        if self._leases is not None:
-            self._leases.stop()
+        if self._keeper is not None:
+            self._keeper.stop(timeout=OUTCOME_FLUSH_SECONDS)
         if self._job_pool is not None and self._loop is not None:
             self._loop.run_until_complete(self._job_pool.close())
         if self._loop is not None:
             self._loop.close()
         if self._ledger is not None:
             self._ledger.close()
-        self._job_pool = self._loop = self._ledger = self._leases = None
+        self._job_pool = self._loop = self._ledger = self._keeper = None
 
 
 async def _execute(definition: JobDefinition, ctx: JobContext) -> JobResult:
@@ -181,54 +190,65 @@ async def _execute(definition: JobDefinition, ctx: JobContext) -> JobResult:
     return await asyncio.wait_for(definition.job.execute(ctx), definition.timeout)
 
 
-def _outcome(definition: JobDefinition, ctx: JobContext, runtime: WorkerRuntime) -> dict[str, Any]:
-    """Run the job and turn whatever happened into the ledger's outcome fields."""
+def _outcome(definition: JobDefinition, ctx: JobContext, runtime: WorkerRuntime, claimed: float) -> RunOutcome:
+    """Run the job and turn whatever happened into the ledger's outcome; `claimed` is when the claim returned."""
     started = time.monotonic()
     logger = ctx.logger
-    no_items = {"items_processed": 0, "items_failed": 0}
+    run_id = ctx.run_id
     try:
         result = runtime.loop().run_until_complete(_execute(definition, ctx))
     except TimeoutError:
         message = f"exceeded its timeout of {definition.timeout:g} s and was cancelled"
         logger.error("job timed out", extra={"timeout": definition.timeout})
-        return {"status": "timeout", "message": message, "duration_ms": _ms(started), **no_items}
+        return RunOutcome(run_id, "timeout", message, duration_ms=_ms(started), elapsed_seconds=_since(claimed))
     except Exception as exc:  # an unrecoverable job error: recorded as failed, never propagated
         trace = traceback.format_exc()
         logger.error("job raised", extra={"error": repr(exc), "traceback": trace})
-        return {
-            "status": "failed",
-            "message": f"{type(exc).__name__}: {exc}",
-            "error": repr(exc),
-            "traceback": trace,
-            "duration_ms": _ms(started),
-            **no_items,
-        }
+        return RunOutcome(
+            run_id,
+            "failed",
+            f"{type(exc).__name__}: {exc}",
+            error=repr(exc),
+            traceback=trace,
+            duration_ms=_ms(started),
+            elapsed_seconds=_since(claimed),
+        )
     if not isinstance(result, JobResult):
         message = f"execute() returned {type(result).__name__}, not a JobResult"
         logger.error("job returned no JobResult", extra={"returned": type(result).__name__})
-        return {"status": "failed", "message": message, "duration_ms": _ms(started), **no_items}
+        return RunOutcome(run_id, "failed", message, duration_ms=_ms(started), elapsed_seconds=_since(claimed))
     duration = result.duration_ms if result.duration_ms is not None else _ms(started)
-    fields = {
-        "status": "succeeded" if result.ok else "failed",
-        "message": result.message,
-        "items_processed": result.items_processed,
-        "items_failed": result.items_failed,
-        "duration_ms": duration,
-    }
-    log_fields = {"status": fields["status"], "duration_ms": duration, "items_processed": result.items_processed}
+    status: store.FinishStatus = "succeeded" if result.ok else "failed"
+    log_fields = {"status": status, "duration_ms": duration, "items_processed": result.items_processed}
     if result.ok:
         logger.info("job succeeded", extra=log_fields)
     else:
         logger.error("job failed", extra={**log_fields, "error": result.message})
-    return fields
+    return RunOutcome(
+        run_id,
+        status,
+        result.message,
+        items_processed=result.items_processed,
+        items_failed=result.items_failed,
+        duration_ms=duration,
+        elapsed_seconds=_since(claimed),
+    )
 
 
 def _ms(started: float) -> int:
     return int((time.monotonic() - started) * 1000)
 
 
-def execute_run(runtime: WorkerRuntime, request: RunRequest) -> store.RunRecord | None:
-    """Claim, run and record one run; returns the final record, or None for a duplicate delivery."""
+def _since(started: float) -> float:
+    return time.monotonic() - started
+
+
+def execute_run(runtime: WorkerRuntime, request: RunRequest) -> Future[store.RunRecord] | None:
+    """Claim and run one run, and hand its outcome to the run keeper; None for a duplicate delivery.
+
+    Returns at once when the job is done: the future resolves to the final row once the keeper has
+    committed it (`jobs run --local` waits for it; the worker task does not, see keeper.py).
+    """
     catalog = runtime.config.catalog()
     run_id = request.resolved_run_id()
     definition = catalog.find(request.job_name)
@@ -254,16 +274,17 @@ def execute_run(runtime: WorkerRuntime, request: RunRequest) -> store.RunRecord 
             use_override=scheduled and catalog.scheduler_enabled,
         )
     )
-    if claim.outcome == "duplicate":
-        log.info("duplicate delivery ignored", extra={"job": definition.name, "run_id": run_id})
+    claimed = time.monotonic()
+    if claim.outcome == "duplicate" or claim.record is None:
         return None
     metrics = runtime.metrics()
     if claim.outcome == "skipped":
-        log.info("run skipped", extra={"job": definition.name, "run_id": run_id, "reason": claim.reason})
-        if metrics is not None and claim.record is not None:
+        if metrics is not None:
             metrics.finished(claim.record, was_running=False)
-        return claim.record
-    if metrics is not None and claim.record is not None:
+        skipped: Future[store.RunRecord] = Future()
+        skipped.set_result(claim.record)
+        return skipped
+    if metrics is not None:
         metrics.started(claim.record)
     buffer = RunLogBuffer(definition.name, run_id)
     logger = run_logger(
@@ -285,17 +306,14 @@ def execute_run(runtime: WorkerRuntime, request: RunRequest) -> store.RunRecord 
         pool=runtime.job_pool(),
     )
     logger.info("job started")
-    leases = runtime.leases()
-    leases.track(run_id, buffer)
+    keeper = runtime.keeper()
+    keeper.track(run_id, buffer)
     try:
-        fields = _outcome(definition, ctx, runtime)
-    finally:
-        leases.untrack(run_id)
-    logs = buffer.drain()
-    record = runtime.ledger_call(lambda conn: store.finish_run(conn, run_id, **fields, logs=logs))
-    if metrics is not None:
-        metrics.finished(record)
-    return record
+        outcome = _outcome(definition, ctx, runtime, claimed)
+    except BaseException:  # the process is being torn down: the lease runs out and the run is marked lost
+        keeper.untrack(run_id)
+        raise
+    return keeper.finish(outcome)
 
 
 def _record_unknown(

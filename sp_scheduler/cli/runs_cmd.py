@@ -5,13 +5,22 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Sequence
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from typing import TYPE_CHECKING, Any, cast
 
 import click
 
 from sp_scheduler.catalog import JobDefinition
 from sp_scheduler.cli.state import CliState, echo_json, echo_table, pass_state
-from sp_scheduler.errors import BrokerUnavailable, ExitCode, JobDisabled, UsageError, WaitTimedOut
+from sp_scheduler.errors import (
+    BrokerUnavailable,
+    DatabaseUnavailable,
+    ExitCode,
+    JobDisabled,
+    UsageError,
+    WaitTimedOut,
+)
 
 if TYPE_CHECKING:
     import psycopg
@@ -183,12 +192,25 @@ def run_local(state: CliState, definitions: list[JobDefinition], params: dict[st
                     scheduled_for=None,
                     params={**definition.params, **params},
                 )
-            record = execute_run(runtime, RunRequest(definition.name, "manual", None, run_id, params))
-            if record is not None:
-                records.append(record)
+            recorded = execute_run(runtime, RunRequest(definition.name, "manual", None, run_id, params))
+            if recorded is not None:
+                records.append(_wait_recorded(recorded, state))
     finally:
         runtime.close()
     return records
+
+
+def _wait_recorded(recorded: Future[RunRecord], state: CliState) -> RunRecord:
+    """The run's stored row, once the run keeper has written its outcome."""
+    from sp_scheduler.runner import OUTCOME_FLUSH_SECONDS
+
+    try:
+        return recorded.result(timeout=OUTCOME_FLUSH_SECONDS)
+    except FutureTimeout:
+        from sp_scheduler.store import describe_url
+
+        where = describe_url(state.settings.require_database_url())
+        raise DatabaseUnavailable(f"cannot record the run's outcome: Postgres at {where} does not answer") from None
 
 
 @click.command("history")

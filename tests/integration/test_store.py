@@ -20,12 +20,14 @@ from sp_scheduler.store import (
     Claim,
     LogRecordRow,
     Overlap,
+    RunOutcome,
     RunRecord,
     claim_run,
     connect,
     describe_url,
     enqueue_run,
     finish_run,
+    finish_runs,
     get_override,
     get_overrides,
     get_run,
@@ -234,7 +236,7 @@ def test_twenty_concurrent_claims_of_one_slot_yield_one_run(database_url: str) -
 def test_overlap_skip_records_the_slot_as_skipped(conn: psycopg.Connection[Any]) -> None:
     first = claim(conn)
     assert first.record is not None
-    skipped = claim(conn, slot=SLOT + timedelta(minutes=1))
+    skipped = claim(conn, slot=SLOT + timedelta(minutes=1), worker="host-b:2")
     assert skipped.outcome == "skipped"
     assert skipped.reason == f"overlap: run {first.record.id} still running"
     assert skipped.record is not None
@@ -246,7 +248,7 @@ def test_overlap_skip_records_the_slot_as_skipped(conn: psycopg.Connection[Any])
 
 def test_overlap_allow_runs_alongside(conn: psycopg.Connection[Any]) -> None:
     claim(conn)
-    assert claim(conn, slot=SLOT + timedelta(minutes=1), overlap="allow").outcome == "run"
+    assert claim(conn, slot=SLOT + timedelta(minutes=1), overlap="allow", worker="host-b:2").outcome == "run"
 
 
 def test_overlap_ignores_a_run_whose_lease_expired(conn: psycopg.Connection[Any]) -> None:
@@ -256,7 +258,18 @@ def test_overlap_ignores_a_run_whose_lease_expired(conn: psycopg.Connection[Any]
         timeout=5,
         message="the first run's lease to expire",
     )
-    assert claim(conn, slot=SLOT + timedelta(minutes=1)).outcome == "run"
+    assert claim(conn, slot=SLOT + timedelta(minutes=1), worker="host-b:2").outcome == "run"
+
+
+def test_overlap_ignores_the_claiming_processs_own_earlier_run(conn: psycopg.Connection[Any]) -> None:
+    # A process runs one run at a time: its own row still marked running is a run whose outcome is
+    # on its way (keeper.py), so its next slot runs. Another process's running row still counts.
+    earlier = claim(conn, slot=SLOT, worker="host-a:1")
+    assert earlier.outcome == "run"
+    assert claim(conn, slot=SLOT + timedelta(minutes=1), worker="host-a:1").outcome == "run"
+    other = claim(conn, slot=SLOT + timedelta(minutes=2), worker="host-b:7")
+    assert other.outcome == "skipped"
+    assert other.reason == f"overlap: run {earlier.record.id if earlier.record else ''} still running"
 
 
 def test_a_disabled_job_records_the_slot_as_skipped(conn: psycopg.Connection[Any]) -> None:
@@ -297,7 +310,7 @@ def test_startup_run_without_a_queued_row_is_inserted(conn: psycopg.Connection[A
 def test_manual_runs_skip_while_a_scheduled_run_of_the_job_is_running(conn: psycopg.Connection[Any]) -> None:
     running = claim(conn)
     assert running.record is not None
-    manual = claim(conn, slot=None, trigger="manual")
+    manual = claim(conn, slot=None, trigger="manual", worker="host-b:2")
     assert manual.outcome == "skipped"
     assert manual.reason == f"overlap: run {running.record.id} still running"
 
@@ -330,6 +343,40 @@ def test_finish_of_an_unknown_run_raises(conn: psycopg.Connection[Any]) -> None:
         finish(conn, str(uuid.uuid4()))
     with pytest.raises(UnknownRun, match="not a run id"):
         finish(conn, "not-a-uuid")
+
+
+def test_finish_runs_records_a_batch_in_one_statement(conn: psycopg.Connection[Any]) -> None:
+    runs = [claim(conn, slot=SLOT + timedelta(minutes=i), overlap="allow").record for i in range(3)]
+    assert all(run is not None for run in runs)
+    a, b, c = (run.id for run in runs if run is not None)
+    done = finish(conn, c)  # already finished: returned as it stands, not overwritten
+    lines = [LogRecordRow(datetime.now(UTC), "INFO", "sp.job", f"line {i}", "cleanup", a, {"i": i}) for i in range(2)]
+    outcomes = [
+        RunOutcome(a, "succeeded", "ok", items_processed=5, duration_ms=10, elapsed_seconds=0.25),
+        RunOutcome(b, "timeout", "too slow", duration_ms=20),
+        RunOutcome(c, "failed", "late"),
+        RunOutcome(str(uuid.uuid4()), "failed", "nobody"),  # unknown: left out
+    ]
+    records = finish_runs(conn, outcomes, logs=lines)
+    assert [(r.id, r.status, r.message) for r in records] == [
+        (a, "succeeded", "ok"),
+        (b, "timeout", "too slow"),
+        (c, "succeeded", "Deleted 42"),
+    ]
+    assert records[2] == done
+    first = records[0]
+    assert first.started_at is not None and first.finished_at is not None
+    # Dated by the worker's measure from the claim, but never later than the write itself.
+    assert first.started_at <= first.finished_at <= first.started_at + timedelta(seconds=0.25)
+    assert [row.message for _, row in query_logs(conn, run_id=a)] == ["line 1", "line 0"]
+
+
+def test_finish_runs_dates_a_late_write_by_the_run_not_the_write(conn: psycopg.Connection[Any]) -> None:
+    started = claim(conn).record
+    assert started is not None and started.started_at is not None
+    conn.execute("SELECT pg_sleep(0.3)")
+    (record,) = finish_runs(conn, [RunOutcome(started.id, "succeeded", None, elapsed_seconds=0.05)])
+    assert record.finished_at == started.started_at + timedelta(seconds=0.05)
 
 
 def test_get_run_of_an_unknown_id_raises(conn: psycopg.Connection[Any]) -> None:

@@ -1,0 +1,180 @@
+"""The run keeper: one background thread per worker process that owns each run from claim to outcome.
+
+While a run goes on, the thread pushes its lease forward every third of the lease and writes its
+buffered log lines; if the process dies, the pushing stops, the lease runs out, and any worker or
+beat marks the run `lost`. The thread is independent of the job's event loop, so a job that blocks
+its loop does not look dead.
+
+When a run ends, the task hands its outcome here and returns, so the worker takes its next message
+while the outcome is written; outcomes that arrive together are written in one statement. The run
+stays tracked (its lease alive) until its outcome is committed, and an outcome that cannot be
+written because Postgres is down is kept and retried until it can. Acknowledging the message before
+the outcome is written loses nothing: the claim is already committed, so a redelivery is a
+recognised duplicate, and a process that dies with outcomes unwritten leaves runs the reaper marks
+`lost`, as it would for a death during the run. Shutdown writes what is pending first.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from psycopg_pool import PoolTimeout
+
+from sp_scheduler import store
+from sp_scheduler.runlog import RunLogBuffer, flush
+from sp_scheduler.store import LogRecordRow, RunOutcome, RunRecord
+
+log = logging.getLogger(__name__)
+
+LedgerConnection = Callable[[], AbstractContextManager[psycopg.Connection[Any]]]
+RETRY_DELAYS = (0.1, 0.5, 1.0, 2.0, 5.0)  # seconds between attempts to write outcomes while Postgres is down
+
+
+@dataclass(slots=True)
+class _Pending:
+    outcome: RunOutcome
+    logs: list[LogRecordRow]
+    recorded: Future[RunRecord] = field(default_factory=Future)
+
+
+class RunKeeper:
+    """Tracks the runs this process executes: keeps their leases alive and records their outcomes."""
+
+    def __init__(
+        self,
+        connection: LedgerConnection,
+        lease_seconds: float,
+        on_recorded: Callable[[RunRecord], None] | None = None,
+    ) -> None:
+        self._connection = connection
+        self.lease_seconds = lease_seconds
+        self.interval = max(lease_seconds / 3, 0.05)
+        self._on_recorded = on_recorded
+        self._runs: dict[str, RunLogBuffer] = {}
+        self._pending: list[_Pending] = []
+        self._wake = threading.Condition()
+        self._stop_at: float | None = None  # monotonic deadline for writing what is pending, once stopping
+        self._thread: threading.Thread | None = None
+
+    def track(self, run_id: str, buffer: RunLogBuffer) -> None:
+        """Start keeping `run_id` alive (and flushing its log lines)."""
+        with self._wake:
+            self._runs[run_id] = buffer
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name="sp-run-keeper", daemon=True)
+                self._thread.start()
+
+    def untrack(self, run_id: str) -> None:
+        """Stop keeping `run_id` alive without recording an outcome (the reaper will mark it lost)."""
+        with self._wake:
+            self._runs.pop(run_id, None)
+
+    def finish(self, outcome: RunOutcome) -> Future[RunRecord]:
+        """Hand over a tracked run's outcome; the future resolves to the stored row once it is committed."""
+        with self._wake:
+            buffer = self._runs.get(outcome.run_id)
+            pending = _Pending(outcome, buffer.drain() if buffer is not None else [])
+            self._pending.append(pending)
+            self._wake.notify()
+        return pending.recorded
+
+    def pending(self) -> int:
+        """Outcomes handed over and not yet committed."""
+        with self._wake:
+            return len(self._pending)
+
+    def stop(self, timeout: float) -> None:
+        """Write what is pending (trying for up to `timeout` seconds if Postgres is down), then stop."""
+        with self._wake:
+            self._stop_at = time.monotonic() + timeout
+            self._wake.notify()
+            thread = self._thread
+        if thread is not None:
+            thread.join(timeout=timeout + 5)
+            self._thread = None
+        with self._wake:
+            unwritten, self._pending = self._pending, []
+        for pending in unwritten:
+            log.error(
+                "run outcome not recorded before shutdown; the run will be marked lost",
+                extra={"run_id": pending.outcome.run_id, "status": pending.outcome.status},
+            )
+            pending.recorded.set_exception(RuntimeError("the worker stopped before the outcome was recorded"))
+
+    def _loop(self) -> None:
+        next_beat = time.monotonic() + self.interval
+        failures = 0
+        while True:
+            with self._wake:
+                while not self._pending and self._stop_at is None and time.monotonic() < next_beat:
+                    self._wake.wait(max(next_beat - time.monotonic(), 0))
+                batch = list(self._pending)
+                stop_at = self._stop_at
+            if batch:
+                if self._write(batch):
+                    failures = 0
+                else:
+                    delay = RETRY_DELAYS[min(failures, len(RETRY_DELAYS) - 1)]
+                    failures += 1
+                    with self._wake:
+                        self._wake.wait(delay)
+            if time.monotonic() >= next_beat:
+                self._beat()
+                next_beat = time.monotonic() + self.interval
+            if stop_at is not None and (not self.pending() or time.monotonic() >= stop_at):
+                return
+
+    def _write(self, batch: list[_Pending]) -> bool:
+        """Record a batch of outcomes; False (batch kept) when Postgres cannot be reached."""
+        logs = [line for pending in batch for line in pending.logs]
+        try:
+            with self._connection() as conn:
+                records = {r.id: r for r in store.finish_runs(conn, [p.outcome for p in batch], logs=logs)}
+        except (psycopg.OperationalError, PoolTimeout) as exc:
+            log.warning("cannot record run outcomes yet; retrying", extra={"runs": len(batch), "error": str(exc)})
+            return False
+        except Exception as exc:  # not a connectivity problem: retrying cannot help; the reaper will step in
+            log.error("cannot record run outcomes", extra={"runs": len(batch), "error": repr(exc)})
+            self._settle(batch, {}, exc)
+            return True
+        self._settle(batch, records, None)
+        return True
+
+    def _settle(self, batch: list[_Pending], records: dict[str, RunRecord], error: Exception | None) -> None:
+        with self._wake:
+            for pending in batch:
+                self._pending.remove(pending)
+                self._runs.pop(pending.outcome.run_id, None)
+        for pending in batch:
+            record = records.get(pending.outcome.run_id)
+            if record is None:
+                missing = LookupError(f"run {pending.outcome.run_id} is not in the ledger")
+                pending.recorded.set_exception(error or missing)
+                continue
+            if self._on_recorded is not None:
+                self._on_recorded(record)
+            pending.recorded.set_result(record)
+
+    def _beat(self) -> None:
+        """Extend every tracked lease and write pending log lines; a missed beat is retried next interval."""
+        with self._wake:
+            finishing = {pending.outcome.run_id for pending in self._pending}
+            runs = {run_id: buffer for run_id, buffer in self._runs.items() if run_id not in finishing}
+            running = list(self._runs)
+        if not running:
+            return
+        try:
+            with self._connection() as conn:
+                store.heartbeat(conn, running, self.lease_seconds)
+                for buffer in runs.values():
+                    flush(buffer, lambda rows: store.write_logs(conn, rows))
+        except Exception as exc:  # the lease tolerates two missed beats
+            log.warning("lease heartbeat failed", extra={"error": str(exc)})

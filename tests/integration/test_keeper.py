@@ -1,0 +1,145 @@
+"""The run keeper against a real Postgres: outcomes written after the task returns, batched, kept through
+an outage, and flushed at shutdown."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg_pool import ConnectionPool
+
+from sp_scheduler.keeper import RunKeeper
+from sp_scheduler.runlog import RunLogBuffer, run_logger
+from sp_scheduler.store import RunOutcome, RunRecord, claim_run, connect, get_run, open_pool, query_logs, slot_run_id
+from tests.support import wait_until
+from tests.support.proxy import CuttableProxy
+
+pytestmark = pytest.mark.integration
+
+SLOT = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def conn(database_url: str) -> Iterator[psycopg.Connection[Any]]:
+    with connect(database_url, autocommit=True) as connection:
+        yield connection
+
+
+@pytest.fixture
+def proxy(database_url: str) -> Iterator[CuttableProxy]:
+    info = conninfo_to_dict(database_url)
+    host, port = str(info.get("host") or "127.0.0.1"), int(info.get("port") or 5432)
+    cuttable = CuttableProxy(f"{host}/.s.PGSQL.{port}" if host.startswith("/") else (host, port))
+    yield cuttable
+    cuttable.cut()
+
+
+def ledger(url: str) -> ConnectionPool[psycopg.Connection[Any]]:
+    return open_pool(url, min_size=1, max_size=2, timeout=1.0, autocommit=True, check_on_checkout=False)
+
+
+def claimed(conn: psycopg.Connection[Any], minute: int) -> RunRecord:
+    slot = SLOT + timedelta(minutes=minute)
+    claim = claim_run(
+        conn,
+        run_id=slot_run_id("report", slot),
+        job_name="report",
+        trigger="schedule",
+        scheduled_for=slot,
+        params={},
+        worker="host:1",
+        lease_seconds=60,
+        overlap="allow",
+        enabled=True,
+    )
+    assert claim.outcome == "run" and claim.record is not None
+    return claim.record
+
+
+def tracked(keeper: RunKeeper, run: RunRecord) -> RunLogBuffer:
+    buffer = RunLogBuffer("report", run.id)
+    keeper.track(run.id, buffer)
+    run_logger("report", buffer).info("job started")
+    return buffer
+
+
+def test_an_outcome_handed_over_is_recorded_with_its_log_lines(
+    database_url: str, conn: psycopg.Connection[Any]
+) -> None:
+    pool = ledger(database_url)
+    recorded: list[RunRecord] = []
+    keeper = RunKeeper(pool.connection, lease_seconds=60, on_recorded=recorded.append)
+    try:
+        runs = [claimed(conn, minute) for minute in range(5)]
+        for run in runs:
+            tracked(keeper, run)
+        futures = [keeper.finish(RunOutcome(run.id, "succeeded", "done", items_processed=3)) for run in runs]
+        records = [future.result(timeout=10) for future in futures]
+    finally:
+        keeper.stop(timeout=5)
+        pool.close()
+    assert [(r.id, r.status, r.items_processed) for r in records] == [(run.id, "succeeded", 3) for run in runs]
+    assert [r.id for r in recorded] == [run.id for run in runs]
+    assert all(get_run(conn, run.id).status == "succeeded" for run in runs)
+    assert [row.message for _, row in query_logs(conn, run_id=runs[0].id)] == ["job started"]
+
+
+def test_outcomes_are_kept_through_a_postgres_outage_and_written_when_it_is_back(
+    proxy: CuttableProxy, database_url: str, conn: psycopg.Connection[Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    pool = ledger(make_conninfo(database_url, host="127.0.0.1", port=proxy.port))
+    keeper = RunKeeper(pool.connection, lease_seconds=60)
+    try:
+        run = claimed(conn, 0)
+        tracked(keeper, run)
+        proxy.cut()
+        with caplog.at_level(logging.WARNING, logger="sp_scheduler.keeper"):
+            future = keeper.finish(RunOutcome(run.id, "failed", "it broke", elapsed_seconds=0.01))
+            wait_until(lambda: "cannot record run outcomes yet; retrying" in caplog.text, timeout=30)
+        assert not future.done() and keeper.pending() == 1
+        assert get_run(conn, run.id).status == "running"
+        proxy.restore()
+        record = future.result(timeout=60)
+    finally:
+        keeper.stop(timeout=5)
+        pool.close()
+    assert (record.status, record.message) == ("failed", "it broke")
+    assert record.started_at is not None and record.finished_at == record.started_at + timedelta(seconds=0.01)
+    assert get_run(conn, run.id).status == "failed"
+
+
+def test_stop_writes_pending_outcomes_before_returning(database_url: str, conn: psycopg.Connection[Any]) -> None:
+    pool = ledger(database_url)
+    keeper = RunKeeper(pool.connection, lease_seconds=60)
+    try:
+        runs = [claimed(conn, minute) for minute in range(3)]
+        for run in runs:
+            tracked(keeper, run)
+            keeper.finish(RunOutcome(run.id, "succeeded", None))
+        keeper.stop(timeout=10)
+    finally:
+        pool.close()
+    assert [get_run(conn, run.id).status for run in runs] == ["succeeded"] * 3
+
+
+def test_stop_gives_up_after_its_timeout_and_leaves_the_run_to_the_reaper(
+    proxy: CuttableProxy, database_url: str, conn: psycopg.Connection[Any]
+) -> None:
+    pool = ledger(make_conninfo(database_url, host="127.0.0.1", port=proxy.port))
+    keeper = RunKeeper(pool.connection, lease_seconds=60)
+    try:
+        run = claimed(conn, 0)
+        tracked(keeper, run)
+        proxy.cut()
+        future = keeper.finish(RunOutcome(run.id, "succeeded", None))
+        keeper.stop(timeout=0.5)
+    finally:
+        pool.close()
+    with pytest.raises(RuntimeError, match="stopped before the outcome was recorded"):
+        future.result(timeout=0)
+    assert get_run(conn, run.id).status == "running"  # its lease runs out and the reaper marks it lost
