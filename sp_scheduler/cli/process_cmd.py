@@ -11,6 +11,7 @@ import click
 
 from sp_scheduler.cli.state import CliState, pass_state
 from sp_scheduler.config import DEFAULT_QUEUE
+from sp_scheduler.errors import UsageError
 from sp_scheduler.logfmt import configure_logging
 
 
@@ -28,10 +29,11 @@ def worker_cmd(state: CliState, celery_args: tuple[str, ...]) -> None:
     """Run a Celery worker for the job queues; extra arguments go to `celery worker` (e.g. -c 4)."""
     from sp_scheduler.worker import create_app
 
+    args = list(celery_args)
+    check_pool(args)
     preflight(state)
     configure_logging()
     catalog = state.catalog()
-    args = list(celery_args)
     if not any(arg in ("-Q", "--queues") or arg.startswith("--queues=") for arg in args):
         queues = sorted({DEFAULT_QUEUE, *(definition.queue for definition in catalog)})
         args += ["-Q", ",".join(queues)]
@@ -45,6 +47,25 @@ def worker_cmd(state: CliState, celery_args: tuple[str, ...]) -> None:
         _serve_worker_metrics(state.settings.metrics_port)
     app = create_app(state.settings)
     app.worker_main(["worker", *args])
+
+
+SUPPORTED_POOLS = ("prefork", "solo")
+
+
+def check_pool(args: list[str]) -> None:
+    """Refuse pools that run several tasks in one process: each process has one event loop and one
+    run keeper, and the ledger's overlap rule relies on a process running one run at a time."""
+    for index, arg in enumerate(args):
+        if arg in ("-P", "--pool"):
+            pool = args[index + 1] if index + 1 < len(args) else ""
+        elif arg.startswith("--pool="):
+            pool = arg.split("=", 1)[1]
+        elif arg.startswith("-P") and len(arg) > 2:
+            pool = arg[2:]
+        else:
+            continue
+        if pool not in SUPPORTED_POOLS:
+            raise UsageError(f"worker pool {pool!r} is not supported: use {' or '.join(SUPPORTED_POOLS)}")
 
 
 def _serve_worker_metrics(port: int) -> None:

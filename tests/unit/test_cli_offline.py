@@ -154,3 +154,18 @@ def test_commands_that_need_a_database_say_how_to_configure_one(runner: CliRunne
     code, _, err = invoke(runner, "jobs", "history")
     assert code == ExitCode.INVALID
     assert err.strip() == "error: no database configured: set SP_DATABASE_URL or pass --database-url"
+
+
+@pytest.mark.parametrize("pool_args", [["-P", "threads"], ["--pool=gevent"], ["-Peventlet"], ["--pool", "custom"]])
+def test_worker_refuses_pools_that_share_a_process_between_runs(runner: CliRunner, pool_args: list[str]) -> None:
+    code, _, err = invoke(runner, "worker", *pool_args)
+    assert code == ExitCode.INVALID
+    assert err.startswith("error: worker pool ") and "is not supported: use prefork or solo" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_worker_pool_check_accepts_prefork_and_solo() -> None:
+    from sp_scheduler.cli.process_cmd import check_pool
+
+    for args in (["-P", "prefork"], ["--pool=solo"], ["-Psolo", "-c", "2"], ["-c", "4"]):
+        check_pool(args)
