@@ -4,8 +4,11 @@
 
 Starts real worker processes for each side in turn, publishes N messages, and measures the wall time
 from the first publish until the last run is done (ours: every run recorded in Postgres; bare: a
-Redis counter the task increments). Prints throughput and per-run overhead, and the ratio.
-Needs Postgres and Redis: SP_DATABASE_URL / SP_REDIS_URL, or the local defaults.
+Redis counter the task increments), and the whole machine's busy CPU time meanwhile. A third side,
+the ledger floor, is the bare task plus the claim and an outcome UPDATE in raw psycopg: it separates
+what Postgres costs from what sp-scheduler's own code costs. Prints throughput, per-run time, CPU
+per run and the ratios. Needs Postgres and Redis: SP_BENCH_POSTGRES_URL / SP_REDIS_URL, or the
+local defaults.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import sys
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -47,6 +51,65 @@ def noop(key):
     counter.incr(key)
 """
 
+# The floor for any ledger in Postgres: the bare task plus the two statements a run needs (the same
+# sp_claim_run call, and a plain UPDATE for the outcome), written with raw psycopg. What sp-scheduler
+# costs above this line is its own Python; what this costs above the bare task is Postgres.
+LEDGER_FLOOR_APP = (
+    BARE_APP.replace("    counter.incr(key)", "    ledger_statements()\n    counter.incr(key)")
+    + """
+import uuid, psycopg
+from psycopg.types.json import Jsonb
+from celery.signals import worker_process_init
+conn = None
+
+@worker_process_init.connect
+def connect(**_):
+    global conn
+    conn = psycopg.connect(os.environ["SP_DATABASE_URL"], autocommit=True)
+
+def ledger_statements():
+    run_id = uuid.uuid4()
+    conn.execute(
+        "SELECT c.outcome, c.reason, (c.run).* FROM sp_claim_run(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) AS c",
+        (run_id, "noop", "manual", None, Jsonb({}), "bench", 30.0, "allow", True, False),
+    ).fetchone()
+    conn.execute(
+        "UPDATE sp_job_runs SET status = 'succeeded', finished_at = clock_timestamp(), lease_expires_at = NULL"
+        " WHERE id = %s",
+        (run_id,),
+    )
+"""
+)
+
+
+@dataclass(frozen=True)
+class Measure:
+    """One side's figures for one round: wall time until every run was done, and the machine's busy CPU time."""
+
+    wall: float
+    cpu: float
+
+
+class Stopwatch:
+    """Wall time and whole-machine CPU time since it was made."""
+
+    def __init__(self) -> None:
+        self.wall = time.perf_counter()
+        self.cpu = busy_cpu_seconds()
+
+    def read(self) -> Measure:
+        return Measure(time.perf_counter() - self.wall, busy_cpu_seconds() - self.cpu)
+
+
+def busy_cpu_seconds() -> float:
+    """CPU seconds the whole machine has spent busy (Linux /proc/stat); 0 where it is not available."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    except OSError:
+        return 0.0
+    idle = {3, 4}  # idle, iowait
+    return sum(int(value) for index, value in enumerate(fields) if index not in idle) / os.sysconf("SC_CLK_TCK")
+
 
 def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     with log.open("wb") as out:
@@ -74,7 +137,7 @@ def wait_for(done: object, runs: int, timeout: float = 600) -> None:
         time.sleep(0.02)  # both sides poll alike; a busier poll would tax the side it watches
 
 
-def bench_ours(db_url: str, redis_url: str, runs: int, concurrency: int, tmp: Path, base: datetime) -> float:
+def bench_ours(db_url: str, redis_url: str, runs: int, concurrency: int, tmp: Path, base: datetime) -> Measure:
     config = write_config(
         tmp / "config.yaml",
         [{"name": "noop", "extension": "testing", "job": "noop", "schedule": "", "enabled": True, "overlap": "allow"}],
@@ -103,7 +166,7 @@ def bench_ours(db_url: str, redis_url: str, runs: int, concurrency: int, tmp: Pa
         wait_ready(log)
         app = create_app(Settings(database_url=db_url, redis_url=redis_url, config_path=config))
         with connect(db_url, autocommit=True) as conn:
-            started = time.perf_counter()
+            watch = Stopwatch()
             for i in range(runs):
                 send_run(app, RunRequest("noop", "schedule", base + timedelta(seconds=i)))
 
@@ -114,14 +177,17 @@ def bench_ours(db_url: str, redis_url: str, runs: int, concurrency: int, tmp: Pa
                 return int(row[0]) if row else 0
 
             wait_for(done, runs)
-            return time.perf_counter() - started
+            return watch.read()
     finally:
         stop(worker)
 
 
-def bench_bare(redis_url: str, runs: int, concurrency: int, tmp: Path) -> float:
-    (tmp / "bare_app.py").write_text(BARE_APP)
-    env = {**os.environ, "SP_REDIS_URL": redis_url, "PYTHONPATH": str(tmp)}
+def bench_bare(
+    redis_url: str, runs: int, concurrency: int, tmp: Path, source: str = BARE_APP, **env_vars: str
+) -> Measure:
+    """A plain Celery worker running `source`'s bare.noop task (the bare no-op, or the ledger floor)."""
+    (tmp / "bare_app.py").write_text(source)
+    env = {**os.environ, "SP_REDIS_URL": redis_url, "PYTHONPATH": str(tmp), **env_vars}
     log = tmp / "bare.log"
     worker = start(
         [
@@ -149,11 +215,11 @@ def bench_bare(redis_url: str, runs: int, concurrency: int, tmp: Path) -> float:
         app.conf.update(task_serializer="json")
         client = redis.Redis.from_url(redis_url)
         key = f"bench:{uuid.uuid4().hex}"
-        started = time.perf_counter()
+        watch = Stopwatch()
         for _ in range(runs):
             app.send_task("bare.noop", args=[key], queue="bare")
         wait_for(lambda: int(client.get(key) or 0), runs)
-        return time.perf_counter() - started
+        return watch.read()
     finally:
         stop(worker)
 
@@ -176,33 +242,54 @@ def main() -> None:
         redis.Redis.from_url(redis_url).flushdb()
         with tempfile.TemporaryDirectory() as directory:
             tmp = Path(directory)
-            bares, ourses = [], []
+            bares, floors, ourses = [], [], []
             for round_number in range(options.rounds):
                 bares.append(bench_bare(redis_url, options.runs, options.concurrency, tmp))
+                floors.append(
+                    bench_bare(
+                        redis_url, options.runs, options.concurrency, tmp, LEDGER_FLOOR_APP, SP_DATABASE_URL=db_url
+                    )
+                )
                 base = datetime(2030, 1, 1, tzinfo=UTC) + timedelta(days=round_number)
                 ourses.append(bench_ours(db_url, redis_url, options.runs, options.concurrency, tmp, base))
-            bare, ours = statistics.median(bares), statistics.median(ourses)
     finally:
         with psycopg.connect(server, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    report(options, bares, floors, ourses)
+
+
+def report(options: argparse.Namespace, bares: list[Measure], floors: list[Measure], ourses: list[Measure]) -> None:
     runs = options.runs
+    bare, ours = statistics.median(m.wall for m in bares), statistics.median(m.wall for m in ourses)
+    bare_cpu, ours_cpu = statistics.median(m.cpu for m in bares), statistics.median(m.cpu for m in ourses)
+    floor, floor_cpu = statistics.median(m.wall for m in floors), statistics.median(m.cpu for m in floors)
     print(
         f"runs={runs} concurrency={options.concurrency} rounds={options.rounds} (one worker process, prefork;"
-        f" ledger synchronous_commit={os.environ.get('SP_LEDGER_SYNC_COMMIT', 'on')})"
+        f" ledger synchronous_commit={os.environ.get('SP_LEDGER_SYNC_COMMIT', 'on')}; {os.cpu_count()} CPUs)"
     )
     print(
         "per round, ms/run: bare "
-        + " ".join(f"{b / runs * 1000:.2f}" for b in bares)
+        + " ".join(f"{m.wall / runs * 1000:.2f}" for m in bares)
+        + " | floor "
+        + " ".join(f"{m.wall / runs * 1000:.2f}" for m in floors)
         + " | ours "
-        + " ".join(f"{o / runs * 1000:.2f}" for o in ourses)
+        + " ".join(f"{m.wall / runs * 1000:.2f}" for m in ourses)
     )
-    print(f"bare celery no-op : {runs / bare:8.0f} runs/s  {bare / runs * 1000:6.2f} ms/run")
+    print(
+        f"bare celery no-op : {runs / bare:8.0f} runs/s  {bare / runs * 1000:6.2f} ms/run"
+        f"  machine CPU {bare_cpu / runs * 1000:5.2f} ms/run"
+    )
+    print(
+        f"ledger floor      : {runs / floor:8.0f} runs/s  {floor / runs * 1000:6.2f} ms/run"
+        f"  machine CPU {floor_cpu / runs * 1000:5.2f} ms/run  (bare + claim + outcome UPDATE, raw psycopg)"
+    )
     print(
         f"sp-scheduler noop : {runs / ours:8.0f} runs/s  {ours / runs * 1000:6.2f} ms/run"
-        "  (claim + lease + outcome + log lines in Postgres)"
+        f"  machine CPU {ours_cpu / runs * 1000:5.2f} ms/run  (claim + lease + outcome + log lines in Postgres)"
     )
-    ratio = ours / bare
-    print(f"overhead ratio    : {ratio:.2f}x (target <= 1.5x)")
+    cpu_ratio = f", machine CPU {ours_cpu / bare_cpu:.2f}x" if bare_cpu else ""
+    print(f"overhead ratio    : {ours / bare:.2f}x (target <= 1.5x){cpu_ratio}")
+    print(f"floor ratio       : {floor / bare:.2f}x (what two Postgres statements per run cost here)")
 
 
 if __name__ == "__main__":
