@@ -4,14 +4,14 @@ an outage, and flushed at shutdown."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
-from psycopg_pool import ConnectionPool
 
 from sp_scheduler.keeper import RunKeeper
 from sp_scheduler.runlog import RunLogBuffer, run_logger
@@ -39,8 +39,20 @@ def proxy(database_url: str) -> Iterator[CuttableProxy]:
     cuttable.cut()
 
 
-def ledger(url: str) -> ConnectionPool[psycopg.Connection[Any]]:
-    return open_pool(url, min_size=1, max_size=2, timeout=1.0, autocommit=True, check_on_checkout=False)
+@contextmanager
+def running_keeper(url: str, on_recorded: Callable[[RunRecord], None] | None = None) -> Iterator[RunKeeper]:
+    """A keeper on its own ledger pool (as a worker process has), stopped and closed afterwards."""
+    pool = open_pool(url, min_size=1, max_size=2, timeout=1.0, autocommit=True, check_on_checkout=False)
+    keeper = RunKeeper(pool.connection, lease_seconds=60, on_recorded=on_recorded)
+    try:
+        yield keeper
+    finally:
+        keeper.stop(timeout=5)
+        pool.close()
+
+
+def proxied(database_url: str, proxy: CuttableProxy) -> str:
+    return make_conninfo(database_url, host="127.0.0.1", port=proxy.port)
 
 
 def claimed(conn: psycopg.Connection[Any], minute: int) -> RunRecord:
@@ -71,18 +83,13 @@ def tracked(keeper: RunKeeper, run: RunRecord) -> RunLogBuffer:
 def test_an_outcome_handed_over_is_recorded_with_its_log_lines(
     database_url: str, conn: psycopg.Connection[Any]
 ) -> None:
-    pool = ledger(database_url)
     recorded: list[RunRecord] = []
-    keeper = RunKeeper(pool.connection, lease_seconds=60, on_recorded=recorded.append)
-    try:
+    with running_keeper(database_url, recorded.append) as keeper:
         runs = [claimed(conn, minute) for minute in range(5)]
         for run in runs:
             tracked(keeper, run)
         futures = [keeper.finish(RunOutcome(run.id, "succeeded", "done", items_processed=3)) for run in runs]
         records = [future.result(timeout=10) for future in futures]
-    finally:
-        keeper.stop(timeout=5)
-        pool.close()
     assert [(r.id, r.status, r.items_processed) for r in records] == [(run.id, "succeeded", 3) for run in runs]
     assert [r.id for r in recorded] == [run.id for run in runs]
     assert all(get_run(conn, run.id).status == "succeeded" for run in runs)
@@ -92,9 +99,7 @@ def test_an_outcome_handed_over_is_recorded_with_its_log_lines(
 def test_outcomes_are_kept_through_a_postgres_outage_and_written_when_it_is_back(
     proxy: CuttableProxy, database_url: str, conn: psycopg.Connection[Any], caplog: pytest.LogCaptureFixture
 ) -> None:
-    pool = ledger(make_conninfo(database_url, host="127.0.0.1", port=proxy.port))
-    keeper = RunKeeper(pool.connection, lease_seconds=60)
-    try:
+    with running_keeper(proxied(database_url, proxy)) as keeper:
         run = claimed(conn, 0)
         tracked(keeper, run)
         proxy.cut()
@@ -105,41 +110,30 @@ def test_outcomes_are_kept_through_a_postgres_outage_and_written_when_it_is_back
         assert get_run(conn, run.id).status == "running"
         proxy.restore()
         record = future.result(timeout=60)
-    finally:
-        keeper.stop(timeout=5)
-        pool.close()
     assert (record.status, record.message) == ("failed", "it broke")
     assert record.started_at is not None and record.finished_at == record.started_at + timedelta(seconds=0.01)
     assert get_run(conn, run.id).status == "failed"
 
 
 def test_stop_writes_pending_outcomes_before_returning(database_url: str, conn: psycopg.Connection[Any]) -> None:
-    pool = ledger(database_url)
-    keeper = RunKeeper(pool.connection, lease_seconds=60)
-    try:
+    with running_keeper(database_url) as keeper:
         runs = [claimed(conn, minute) for minute in range(3)]
         for run in runs:
             tracked(keeper, run)
             keeper.finish(RunOutcome(run.id, "succeeded", None))
         keeper.stop(timeout=10)
-    finally:
-        pool.close()
-    assert [get_run(conn, run.id).status for run in runs] == ["succeeded"] * 3
+        assert [get_run(conn, run.id).status for run in runs] == ["succeeded"] * 3
 
 
 def test_stop_gives_up_after_its_timeout_and_leaves_the_run_to_the_reaper(
     proxy: CuttableProxy, database_url: str, conn: psycopg.Connection[Any]
 ) -> None:
-    pool = ledger(make_conninfo(database_url, host="127.0.0.1", port=proxy.port))
-    keeper = RunKeeper(pool.connection, lease_seconds=60)
-    try:
+    with running_keeper(proxied(database_url, proxy)) as keeper:
         run = claimed(conn, 0)
         tracked(keeper, run)
         proxy.cut()
         future = keeper.finish(RunOutcome(run.id, "succeeded", None))
         keeper.stop(timeout=0.5)
-    finally:
-        pool.close()
     with pytest.raises(RuntimeError, match="stopped before the outcome was recorded"):
         future.result(timeout=0)
     assert get_run(conn, run.id).status == "running"  # its lease runs out and the reaper marks it lost
