@@ -20,8 +20,8 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
-from contextlib import AbstractContextManager
+from concurrent.futures import Future, InvalidStateError
+from contextlib import AbstractContextManager, suppress
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -107,7 +107,7 @@ class RunKeeper:
                 "run outcome not recorded before shutdown; the run will be marked lost",
                 extra={"run_id": pending.outcome.run_id, "status": pending.outcome.status},
             )
-            pending.recorded.set_exception(RuntimeError("the worker stopped before the outcome was recorded"))
+            _resolve(pending.recorded, RuntimeError("the worker stopped before the outcome was recorded"))
 
     def _loop(self) -> None:
         next_beat = time.monotonic() + self.interval
@@ -157,11 +157,14 @@ class RunKeeper:
             record = records.get(pending.outcome.run_id)
             if record is None:
                 missing = LookupError(f"run {pending.outcome.run_id} is not in the ledger")
-                pending.recorded.set_exception(error or missing)
+                _resolve(pending.recorded, error or missing)
                 continue
             if self._on_recorded is not None:
-                self._on_recorded(record)
-            pending.recorded.set_result(record)
+                try:
+                    self._on_recorded(record)
+                except Exception as exc:  # metrics must never stop the keeper (and with it every lease)
+                    log.warning("run outcome callback failed", extra={"run_id": record.id, "error": repr(exc)})
+            _resolve(pending.recorded, record)
 
     def _beat(self) -> None:
         """Extend every tracked lease and write pending log lines; a missed beat is retried next interval."""
@@ -178,3 +181,12 @@ class RunKeeper:
                     flush(buffer, lambda rows: store.write_logs(conn, rows))
         except Exception as exc:  # the lease tolerates two missed beats
             log.warning("lease heartbeat failed", extra={"error": str(exc)})
+
+
+def _resolve(future: Future[RunRecord], outcome: RunRecord | BaseException) -> None:
+    """Settle a future once: a write that outlived `stop()`'s wait must not fail on one already given up."""
+    with suppress(InvalidStateError):
+        if isinstance(outcome, BaseException):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)
