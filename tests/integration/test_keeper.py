@@ -15,8 +15,9 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from sp_scheduler.keeper import RunKeeper
 from sp_scheduler.runlog import RunLogBuffer, run_logger
-from sp_scheduler.store import RunOutcome, RunRecord, claim_run, connect, get_run, open_pool, query_logs, slot_run_id
+from sp_scheduler.store import RunOutcome, RunRecord, connect, get_run, open_pool, query_logs
 from tests.support import wait_until
+from tests.support.ledger import claim
 from tests.support.proxy import CuttableProxy
 
 pytestmark = pytest.mark.integration
@@ -56,21 +57,9 @@ def proxied(database_url: str, proxy: CuttableProxy) -> str:
 
 
 def claimed(conn: psycopg.Connection[Any], minute: int) -> RunRecord:
-    slot = SLOT + timedelta(minutes=minute)
-    claim = claim_run(
-        conn,
-        run_id=slot_run_id("report", slot),
-        job_name="report",
-        trigger="schedule",
-        scheduled_for=slot,
-        params={},
-        worker="host:1",
-        lease_seconds=60,
-        overlap="allow",
-        enabled=True,
-    )
-    assert claim.outcome == "run" and claim.record is not None
-    return claim.record
+    result = claim(conn, "report", SLOT + timedelta(minutes=minute), overlap="allow")
+    assert result.outcome == "run" and result.record is not None
+    return result.record
 
 
 def tracked(keeper: RunKeeper, run: RunRecord) -> RunLogBuffer:

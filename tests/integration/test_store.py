@@ -14,12 +14,10 @@ import psycopg
 import pytest
 
 from sp_scheduler.errors import DatabaseUnavailable, SchemaOutOfDate, UnknownRun, UsageError
-from sp_scheduler.jobs import Trigger
 from sp_scheduler.store import (
     CODE_SCHEMA_VERSION,
     Claim,
     LogRecordRow,
-    Overlap,
     RunOutcome,
     RunRecord,
     claim_run,
@@ -48,45 +46,17 @@ from sp_scheduler.store import (
     write_logs,
 )
 from tests.support import free_port, wait_until
+from tests.support.ledger import SLOT, claim
 
 pytestmark = pytest.mark.integration
 
 _T = TypeVar("_T")
-SLOT = datetime(2025, 1, 1, 3, 0, tzinfo=UTC)
 
 
 @pytest.fixture
 def conn(database_url: str) -> Iterator[psycopg.Connection[Any]]:
     with connect(database_url) as connection:
         yield connection
-
-
-def claim(
-    conn: psycopg.Connection[Any],
-    job: str = "cleanup",
-    slot: datetime | None = SLOT,
-    *,
-    trigger: Trigger = "schedule",
-    run_id: str | None = None,
-    overlap: Overlap = "skip",
-    enabled: bool = True,
-    lease_seconds: float = 60.0,
-    worker: str = "host-a:1",
-) -> Claim:
-    if run_id is None:
-        run_id = slot_run_id(job, slot) if slot is not None else str(uuid.uuid4())
-    return claim_run(
-        conn,
-        run_id=run_id,
-        job_name=job,
-        trigger=trigger,
-        scheduled_for=slot,
-        params={"days": 30},
-        worker=worker,
-        lease_seconds=lease_seconds,
-        overlap=overlap,
-        enabled=enabled,
-    )
 
 
 def in_threads(count: int, work: Callable[[int], _T]) -> list[_T]:
