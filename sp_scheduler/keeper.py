@@ -6,7 +6,10 @@ beat marks the run `lost`. The thread is independent of the job's event loop, so
 its loop does not look dead.
 
 When a run ends, the task hands its outcome here and returns, so the worker takes its next message
-while the outcome is written; outcomes that arrive together are written in one statement. The run
+while the outcome waits. A busy process claims its next run within a few milliseconds, and that claim
+takes the waiting outcomes along (`take_outcomes`), recording them in its own statement and commit;
+only an outcome no claim picks up within `linger` seconds is written by this thread, together with
+any others waiting. The run
 stays tracked (its lease alive) until its outcome is committed, and an outcome that cannot be
 written because Postgres is down is kept and retried until it can. Acknowledging the message before
 the outcome is written loses nothing: the claim is already committed, so a redelivery is a
@@ -19,7 +22,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, InvalidStateError
 from contextlib import AbstractContextManager, suppress
 from dataclasses import dataclass, field
@@ -36,12 +39,18 @@ log = logging.getLogger(__name__)
 
 LedgerConnection = Callable[[], AbstractContextManager[psycopg.Connection[Any]]]
 RETRY_DELAYS = (0.1, 0.5, 1.0, 2.0, 5.0)  # seconds between attempts to write outcomes while Postgres is down
+# How long an outcome waits for the process's next claim to carry it before this thread writes it.
+OUTCOME_LINGER = 0.025
 
 
 @dataclass(slots=True)
-class _Pending:
+class PendingOutcome:
+    """An outcome handed over and not yet committed; `taken` while a write or a claim carries it."""
+
     outcome: RunOutcome
     logs: list[LogRecordRow]
+    handed_at: float
+    taken: bool = False
     recorded: Future[RunRecord] = field(default_factory=Future)
 
 
@@ -53,15 +62,18 @@ class RunKeeper:
         connection: LedgerConnection,
         lease_seconds: float,
         on_recorded: Callable[[RunRecord], None] | None = None,
+        linger: float = OUTCOME_LINGER,
     ) -> None:
         self._connection = connection
         self.lease_seconds = lease_seconds
+        self.linger = linger
         self.interval = max(lease_seconds / 3, 0.05)
         self._on_recorded = on_recorded
         self._runs: dict[str, RunLogBuffer] = {}
-        self._pending: list[_Pending] = []
+        self._pending: list[PendingOutcome] = []
         self._wake = threading.Condition()
         self._stop_at: float | None = None  # monotonic deadline for writing what is pending, once stopping
+        self._sleeping_until: float | None = None  # when the thread wakes by itself, while it sleeps
         self._thread: threading.Thread | None = None
 
     def track(self, run_id: str, buffer: RunLogBuffer) -> None:
@@ -81,10 +93,34 @@ class RunKeeper:
         """Hand over a tracked run's outcome; the future resolves to the stored row once it is committed."""
         with self._wake:
             buffer = self._runs.get(outcome.run_id)
-            pending = _Pending(outcome, buffer.drain() if buffer is not None else [])
+            pending = PendingOutcome(outcome, buffer.drain() if buffer is not None else [], time.monotonic())
             self._pending.append(pending)
-            self._wake.notify()
+            # Wake the thread only if it sleeps past this outcome's due time: under load it is already
+            # set to wake for an earlier one, and a busy process's next claim takes both first.
+            if self._sleeping_until is not None and self._sleeping_until > pending.handed_at + self.linger:
+                self._wake.notify()
         return pending.recorded
+
+    def take_outcomes(self) -> list[PendingOutcome]:
+        """Hand the waiting outcomes to a claim that records them; it must call `recorded` or `release`."""
+        with self._wake:
+            taken = [pending for pending in self._pending if not pending.taken]
+            for pending in taken:
+                pending.taken = True
+        return taken
+
+    def recorded(self, taken: list[PendingOutcome], records: Sequence[RunRecord]) -> None:
+        """The claim that carried `taken` committed: these are the rows it returned."""
+        self._settle(taken, {record.id: record for record in records}, None)
+
+    def release(self, taken: list[PendingOutcome]) -> None:
+        """The claim (or write) that carried `taken` failed: this thread writes them, without lingering."""
+        due_now = time.monotonic() - self.linger
+        with self._wake:
+            for pending in taken:
+                pending.taken = False
+                pending.handed_at = min(pending.handed_at, due_now)
+            self._wake.notify()
 
     def pending(self) -> int:
         """Outcomes handed over and not yet committed."""
@@ -114,14 +150,23 @@ class RunKeeper:
         failures = 0
         while True:
             with self._wake:
-                while not self._pending and self._stop_at is None and time.monotonic() < next_beat:
-                    self._wake.wait(max(next_beat - time.monotonic(), 0))
-                batch = list(self._pending)
+                while self._stop_at is None:
+                    now = time.monotonic()
+                    due = min((p.handed_at + self.linger for p in self._pending if not p.taken), default=next_beat)
+                    if now >= min(due, next_beat):
+                        break
+                    self._sleeping_until = min(due, next_beat)
+                    self._wake.wait(self._sleeping_until - now)
+                    self._sleeping_until = None
+                batch = [pending for pending in self._pending if not pending.taken]
+                for pending in batch:
+                    pending.taken = True
                 stop_at = self._stop_at
             if batch:
                 if self._write(batch):
                     failures = 0
                 else:
+                    self.release(batch)
                     delay = RETRY_DELAYS[min(failures, len(RETRY_DELAYS) - 1)]
                     failures += 1
                     with self._wake:
@@ -132,7 +177,7 @@ class RunKeeper:
             if stop_at is not None and (not self.pending() or time.monotonic() >= stop_at):
                 return
 
-    def _write(self, batch: list[_Pending]) -> bool:
+    def _write(self, batch: list[PendingOutcome]) -> bool:
         """Record a batch of outcomes; False (batch kept) when Postgres cannot be reached."""
         logs = [line for pending in batch for line in pending.logs]
         try:
@@ -148,7 +193,7 @@ class RunKeeper:
         self._settle(batch, records, None)
         return True
 
-    def _settle(self, batch: list[_Pending], records: dict[str, RunRecord], error: Exception | None) -> None:
+    def _settle(self, batch: list[PendingOutcome], records: dict[str, RunRecord], error: Exception | None) -> None:
         with self._wake:
             for pending in batch:
                 self._pending.remove(pending)

@@ -259,22 +259,34 @@ def execute_run(runtime: WorkerRuntime, request: RunRequest) -> Future[store.Run
     # Manual runs were checked by the CLI (--force may override); slots check YAML + override here.
     enabled = not scheduled or (catalog.scheduler_enabled and definition.yaml_enabled)
     params = {**definition.params, **request.params}
-    claim = runtime.ledger_call(
-        lambda conn: store.claim_run(
-            conn,
-            run_id=run_id,
-            job_name=definition.name,
-            trigger=request.trigger,
-            scheduled_for=request.scheduled_for,
-            params=params,
-            worker=runtime.hostname,
-            lease_seconds=runtime.settings.lease_seconds,
-            overlap=definition.overlap,
-            enabled=enabled,
-            use_override=scheduled and catalog.scheduler_enabled,
+    keeper = runtime.keeper()
+    # The outcomes of this process's earlier runs that are still waiting ride along with this claim.
+    taken = keeper.take_outcomes()
+    finishing = [pending.outcome for pending in taken]
+    logs = [line for pending in taken for line in pending.logs]
+    try:
+        claim = runtime.ledger_call(
+            lambda conn: store.claim_run(
+                conn,
+                run_id=run_id,
+                job_name=definition.name,
+                trigger=request.trigger,
+                scheduled_for=request.scheduled_for,
+                params=params,
+                worker=runtime.hostname,
+                lease_seconds=runtime.settings.lease_seconds,
+                overlap=definition.overlap,
+                enabled=enabled,
+                use_override=scheduled and catalog.scheduler_enabled,
+                finishing=finishing,
+                logs=logs,
+            )
         )
-    )
+    except BaseException:
+        keeper.release(taken)
+        raise
     claimed = time.monotonic()
+    keeper.recorded(taken, claim.finished)
     if claim.outcome == "duplicate" or claim.record is None:
         return None
     metrics = runtime.metrics()
@@ -306,7 +318,6 @@ def execute_run(runtime: WorkerRuntime, request: RunRequest) -> Future[store.Run
         pool=runtime.job_pool(),
     )
     logger.info("job started")
-    keeper = runtime.keeper()
     keeper.track(run_id, buffer)
     try:
         outcome = _outcome(definition, ctx, runtime, claimed)

@@ -94,6 +94,7 @@ class Claim:
     outcome: ClaimOutcome
     record: RunRecord | None
     reason: str | None
+    finished: Sequence[RunRecord] = ()  # outcomes recorded with the claim (`claim_run(finishing=...)`)
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import fields
 from datetime import datetime
 from typing import Any, Literal, get_args
 
@@ -20,7 +19,7 @@ from psycopg.types.json import Jsonb
 
 from sp_scheduler.errors import UnknownRun
 from sp_scheduler.jobs import Trigger
-from sp_scheduler.store.logs import INSERT_LOGS, LogRecordRow, log_batch
+from sp_scheduler.store.logs import LogRecordRow, log_batch
 from sp_scheduler.store.records import (
     COLUMNS,
     RUN_STATUSES,
@@ -60,6 +59,14 @@ def enqueue_run(
         return fetch_returned(cur, query, (run_id, job_name, trigger, scheduled_for, Jsonb(dict(params))))
 
 
+_CLAIM = "SELECT c.outcome, c.reason, (c.run).* FROM sp_claim_run(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) AS c"
+# The same claim, after recording outcomes and log lines (migration 0006): one statement, one commit.
+_CLAIM_AFTER = (
+    "SELECT c.outcome, c.reason, (c.run).* FROM sp_claim_run_after(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) AS c"
+)
+_FINISH = "SELECT c.outcome, c.reason, (c.run).* FROM sp_finish_runs(%s, %s) AS c"
+
+
 def claim_run(
     conn: psycopg.Connection[Any],
     *,
@@ -73,34 +80,38 @@ def claim_run(
     overlap: Overlap,
     enabled: bool,
     use_override: bool = False,
+    finishing: Sequence[RunOutcome] = (),
+    logs: Sequence[LogRecordRow] = (),
 ) -> Claim:
     """Claim a delivery in one round trip: run it, recognise a duplicate, or record it as skipped.
 
     `sp_claim_run` (migration 0002) takes a per-job advisory lock, so the overlap check and the
     insert cannot interleave between workers. With `use_override`, an enable/disable override in
     `sp_job_state` wins over `enabled` (scheduled slots). For a duplicate, `record` is the row that
-    already holds the slot or id.
+    already holds the slot or id. Outcomes in `finishing` (and `logs`) are recorded first, in the same
+    statement and commit, as `finish_runs` would; their rows come back in `Claim.finished`.
     """
     if trigger == "schedule" and scheduled_for is None:
         raise ValueError("a scheduled run needs its slot (scheduled_for)")
+    claim_args = (
+        run_uuid(run_id),
+        job_name,
+        trigger,
+        scheduled_for,
+        Jsonb(dict(params)),
+        worker,
+        float(lease_seconds),
+        overlap,
+        enabled,
+        use_override,
+    )
+    query, values = (_CLAIM_AFTER, (*_finish_args(finishing, logs), *claim_args)) if finishing else (_CLAIM, claim_args)
     with atomic(conn), conn.cursor(row_factory=dict_row) as cur:
-        row = cur.execute(
-            "SELECT c.outcome, c.reason, (c.run).* FROM sp_claim_run(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) AS c",
-            (
-                run_uuid(run_id),
-                job_name,
-                trigger,
-                scheduled_for,
-                Jsonb(dict(params)),
-                worker,
-                float(lease_seconds),
-                overlap,
-                enabled,
-                use_override,
-            ),
-        ).fetchone()
-    if row is None:
-        raise RuntimeError("sp_claim_run returned no row")
+        rows = cur.execute(query, values).fetchall()
+    if not rows or rows[-1]["outcome"] not in get_args(ClaimOutcome):
+        raise RuntimeError("sp_claim_run returned no claim")
+    finished = _finished_records(finishing, rows[:-1])
+    row = rows[-1]
     outcome: ClaimOutcome = row.pop("outcome")
     reason: str | None = row.pop("reason")
     record = RunRecord.from_row(row)
@@ -109,7 +120,7 @@ def claim_run(
         log.info("duplicate delivery ignored", extra=extra)
     elif outcome == "skipped":
         log.info("run skipped", extra=extra)
-    return Claim(outcome, record, reason)
+    return Claim(outcome, record, reason, finished)
 
 
 _SELECT_BY_ID = sql.SQL("SELECT {cols} FROM sp_job_runs WHERE id = %s").format(cols=COLUMNS)
@@ -126,31 +137,6 @@ def heartbeat(conn: psycopg.Connection[Any], run_ids: Sequence[str], lease_secon
             (float(lease_seconds), list(run_ids)),
         )
         return cur.rowcount
-
-
-_RUN_COLUMNS = sql.SQL(", ").join(sql.Identifier("r", f.name) for f in fields(RunRecord))
-
-# Rendered once, because finishing is on every run's path: the outcomes and their log lines travel as
-# two JSON documents, and one statement records them all and inserts the lines in a data-modifying CTE.
-# `r.id = ANY(...)` lets the planner probe the primary key instead of guessing the JSON's row count.
-_FINISH_RUNS = (
-    sql.SQL(
-        "WITH logged AS ({insert_logs}),"
-        " outcome AS (SELECT * FROM jsonb_to_recordset(%s::jsonb) AS o(id uuid, status text, message text,"
-        " items_processed bigint, items_failed bigint, duration_ms bigint, error text, traceback text,"
-        " elapsed double precision))"
-        " UPDATE sp_job_runs r SET status = o.status, message = o.message, items_processed = o.items_processed,"
-        " items_failed = o.items_failed, duration_ms = o.duration_ms, error = o.error, traceback = o.traceback,"
-        " finished_at = CASE WHEN o.elapsed IS NULL OR r.started_at IS NULL THEN clock_timestamp()"
-        " ELSE least(clock_timestamp(), r.started_at + make_interval(secs => o.elapsed)) END,"
-        " lease_expires_at = NULL"
-        " FROM outcome o WHERE r.id = o.id AND r.id = ANY(%s::uuid[]) AND r.status IN ('queued', 'running', 'lost')"
-        " RETURNING {cols}"
-    )
-    .format(insert_logs=sql.SQL(INSERT_LOGS), cols=_RUN_COLUMNS)
-    .as_string()
-)
-_SELECT_BY_IDS = sql.SQL("SELECT {cols} FROM sp_job_runs WHERE id = ANY(%s::uuid[])").format(cols=COLUMNS)
 
 
 def finish_run(
@@ -184,27 +170,42 @@ def finish_runs(
     failed). A run already finished otherwise is left as it is and returned as it stands; an id the
     ledger does not hold is logged and left out.
     """
+    if not outcomes:
+        return []
+    with atomic(conn), conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(_FINISH, _finish_args(outcomes, logs)).fetchall()
+    return _finished_records(outcomes, rows)
+
+
+def _finish_args(outcomes: Sequence[RunOutcome], logs: Sequence[LogRecordRow]) -> tuple[Jsonb, Jsonb]:
+    """The two JSON documents `sp_finish_runs` takes (migration 0006): outcomes and log lines."""
     for outcome in outcomes:
         if outcome.status not in get_args(FinishStatus):
             raise ValueError(f"cannot finish a run as {outcome.status!r}")
-    if not outcomes:
-        return []
-    keys = [run_uuid(outcome.run_id) for outcome in outcomes]
-    values = (log_batch(logs), Jsonb([outcome.to_dict() for outcome in outcomes]), keys)
-    with atomic(conn), conn.cursor(row_factory=dict_row) as cur:
-        found = {record.id: record for record in map(RunRecord.from_row, cur.execute(_FINISH_RUNS, values))}
-        missing = [key for key in keys if str(key) not in found]
-        stored = cur.execute(_SELECT_BY_IDS, (missing,)).fetchall() if missing else []
-    for record in map(RunRecord.from_row, stored):
+        run_uuid(outcome.run_id)  # a malformed id is UnknownRun here, not a database error
+    return Jsonb([outcome.to_dict() for outcome in outcomes]), log_batch(logs)
+
+
+def _finished_records(outcomes: Sequence[RunOutcome], rows: Sequence[dict[str, Any]]) -> list[RunRecord]:
+    """`sp_finish_runs`'s rows as records in the order of `outcomes`, saying which were not recorded."""
+    found: dict[str, RunRecord] = {}
+    for row in rows:
+        kind, reason = row.pop("outcome"), row.pop("reason")
+        record = RunRecord.from_row(row)
         found[record.id] = record
-        log.warning(
-            "run already finished; outcome not recorded",
-            extra={"job": record.job_name, "run_id": record.id, "status": record.status},
-        )
-    for key in missing:
-        if str(key) not in found:
-            log.warning("outcome of an unknown run not recorded", extra={"run_id": str(key)})
-    return [found[str(key)] for key in keys if str(key) in found]
+        if kind != "finished":
+            log.warning(
+                "run already finished; outcome not recorded",
+                extra={"job": record.job_name, "run_id": record.id, "status": record.status, "reason": reason},
+            )
+    ordered = []
+    for outcome in outcomes:
+        stored = found.get(str(run_uuid(outcome.run_id)))
+        if stored is None:
+            log.warning("outcome of an unknown run not recorded", extra={"run_id": outcome.run_id})
+        else:
+            ordered.append(stored)
+    return ordered
 
 
 def reap_lost(conn: psycopg.Connection[Any]) -> list[RunRecord]:

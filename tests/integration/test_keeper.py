@@ -4,6 +4,7 @@ an outage, and flushed at shutdown."""
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -13,9 +14,9 @@ import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from sp_scheduler.keeper import RunKeeper
+from sp_scheduler.keeper import OUTCOME_LINGER, RunKeeper
 from sp_scheduler.runlog import RunLogBuffer, run_logger
-from sp_scheduler.store import RunOutcome, RunRecord, connect, get_run, open_pool, query_logs
+from sp_scheduler.store import RunOutcome, RunRecord, claim_run, connect, get_run, open_pool, query_logs
 from tests.support import wait_until
 from tests.support.ledger import claim
 from tests.support.proxy import CuttableProxy
@@ -41,10 +42,12 @@ def proxy(database_url: str) -> Iterator[CuttableProxy]:
 
 
 @contextmanager
-def running_keeper(url: str, on_recorded: Callable[[RunRecord], None] | None = None) -> Iterator[RunKeeper]:
+def running_keeper(
+    url: str, on_recorded: Callable[[RunRecord], None] | None = None, linger: float = OUTCOME_LINGER
+) -> Iterator[RunKeeper]:
     """A keeper on its own ledger pool (as a worker process has), stopped and closed afterwards."""
     pool = open_pool(url, min_size=1, max_size=2, timeout=1.0, autocommit=True, check_on_checkout=False)
-    keeper = RunKeeper(pool.connection, lease_seconds=60, on_recorded=on_recorded)
+    keeper = RunKeeper(pool.connection, lease_seconds=60, on_recorded=on_recorded, linger=linger)
     try:
         yield keeper
     finally:
@@ -83,6 +86,50 @@ def test_an_outcome_handed_over_is_recorded_with_its_log_lines(
     assert [r.id for r in recorded] == [run.id for run in runs]
     assert all(get_run(conn, run.id).status == "succeeded" for run in runs)
     assert [row.message for _, row in query_logs(conn, run_id=runs[0].id)] == ["job started"]
+
+
+def test_the_next_claim_carries_the_waiting_outcome_and_its_log_lines(
+    database_url: str, conn: psycopg.Connection[Any]
+) -> None:
+    recorded: list[RunRecord] = []
+    with running_keeper(database_url, recorded.append, linger=3600) as keeper:  # the thread never gets to it
+        run = claimed(conn, 0)
+        tracked(keeper, run)
+        future = keeper.finish(RunOutcome(run.id, "succeeded", "done", items_processed=2))
+        taken = keeper.take_outcomes()
+        assert [pending.outcome.run_id for pending in taken] == [run.id]
+        assert keeper.take_outcomes() == []  # taken once
+        result = claim_run(
+            conn,
+            run_id=str(uuid.uuid4()),
+            job_name="report",
+            trigger="manual",
+            scheduled_for=None,
+            params={},
+            worker="host-a:1",
+            lease_seconds=60,
+            overlap="allow",
+            enabled=True,
+            finishing=[pending.outcome for pending in taken],
+            logs=[line for pending in taken for line in pending.logs],
+        )
+        keeper.recorded(taken, result.finished)
+        record = future.result(timeout=0)
+        assert keeper.pending() == 0
+    assert (record.status, record.items_processed) == ("succeeded", 2)
+    assert recorded == [record] and get_run(conn, run.id) == record
+    assert [row.message for _, row in query_logs(conn, run_id=run.id)] == ["job started"]
+
+
+def test_outcomes_a_failed_claim_gives_back_are_written_by_the_keeper_at_once(
+    database_url: str, conn: psycopg.Connection[Any]
+) -> None:
+    with running_keeper(database_url, linger=3600) as keeper:
+        run = claimed(conn, 0)
+        tracked(keeper, run)
+        future = keeper.finish(RunOutcome(run.id, "failed", "broke"))
+        keeper.release(keeper.take_outcomes())
+        assert future.result(timeout=10).status == "failed"
 
 
 def test_outcomes_are_kept_through_a_postgres_outage_and_written_when_it_is_back(

@@ -14,10 +14,12 @@ import psycopg
 import pytest
 
 from sp_scheduler.errors import DatabaseUnavailable, SchemaOutOfDate, UnknownRun, UsageError
+from sp_scheduler.jobs import Trigger
 from sp_scheduler.store import (
     CODE_SCHEMA_VERSION,
     Claim,
     LogRecordRow,
+    Overlap,
     RunOutcome,
     RunRecord,
     claim_run,
@@ -192,15 +194,80 @@ def test_a_slot_claimed_twice_runs_once(conn: psycopg.Connection[Any]) -> None:
     assert second.reason == f"already claimed as run {first.record.id} (running)"
 
 
-def test_twenty_concurrent_claims_of_one_slot_yield_one_run(database_url: str) -> None:
-    def run(i: int) -> str:
-        with connect(database_url) as conn:
-            return claim(conn, worker=f"host:{i}").outcome
+@pytest.mark.parametrize("overlap", ["skip", "allow"])  # only 'skip' takes the job lock (migration 0006)
+@pytest.mark.parametrize("trigger", ["schedule", "manual"])
+def test_twenty_concurrent_claims_of_one_run_yield_one_run(
+    database_url: str, overlap: Overlap, trigger: Trigger
+) -> None:
+    run_id = slot_run_id("cleanup", SLOT) if trigger == "schedule" else str(uuid.uuid4())
 
-    outcomes = in_threads(20, run)
-    assert sorted(outcomes) == ["duplicate"] * 19 + ["run"]
+    def run(i: int) -> Claim:
+        with connect(database_url) as conn:
+            slot = SLOT if trigger == "schedule" else None
+            return claim(conn, slot=slot, trigger=trigger, run_id=run_id, overlap=overlap, worker=f"host:{i}")
+
+    claims = in_threads(20, run)
+    assert sorted(c.outcome for c in claims) == ["duplicate"] * 19 + ["run"]
+    assert {c.record.id for c in claims if c.record is not None} == {run_id}
     with connect(database_url) as conn:
         assert len(history(conn, job="cleanup")) == 1
+
+
+def test_a_claim_records_the_outcomes_it_carries_in_the_same_statement(conn: psycopg.Connection[Any]) -> None:
+    earlier = [claim(conn, slot=SLOT + timedelta(minutes=i), overlap="allow").record for i in range(2)]
+    assert earlier[0] is not None and earlier[1] is not None
+    done = finish(conn, earlier[1].id)  # already finished: returned as it stands
+    line = LogRecordRow(datetime.now(UTC), "INFO", "sp.job", "job succeeded", "cleanup", earlier[0].id, {"n": 1})
+    outcomes = [
+        RunOutcome(earlier[0].id, "succeeded", "ok", items_processed=7, elapsed_seconds=0.01),
+        RunOutcome(earlier[1].id, "failed", "late"),
+        RunOutcome(str(uuid.uuid4()), "failed", "nobody"),  # unknown: left out
+    ]
+    next_slot = SLOT + timedelta(minutes=5)
+    result = claim_run(
+        conn,
+        run_id=slot_run_id("cleanup", next_slot),
+        job_name="cleanup",
+        trigger="schedule",
+        scheduled_for=next_slot,
+        params={},
+        worker="host-a:1",
+        lease_seconds=60,
+        overlap="skip",
+        enabled=True,
+        finishing=outcomes,
+        logs=[line],
+    )
+    assert result.outcome == "run" and result.record is not None
+    assert result.record.scheduled_for == next_slot and result.record.status == "running"
+    assert [(r.id, r.status, r.message) for r in result.finished] == [
+        (earlier[0].id, "succeeded", "ok"),
+        (earlier[1].id, "succeeded", "Deleted 42"),
+    ]
+    assert result.finished[1] == done
+    assert get_run(conn, earlier[0].id).items_processed == 7
+    assert [row.message for _, row in query_logs(conn, run_id=earlier[0].id)] == ["job succeeded"]
+
+
+def test_outcomes_carried_by_a_duplicate_claim_are_still_recorded(conn: psycopg.Connection[Any]) -> None:
+    first = claim(conn, overlap="allow").record
+    earlier = claim(conn, slot=SLOT + timedelta(minutes=1), overlap="allow").record
+    assert first is not None and earlier is not None
+    result = claim_run(
+        conn,
+        run_id=first.id,
+        job_name="cleanup",
+        trigger="schedule",
+        scheduled_for=SLOT,
+        params={},
+        worker="host-a:1",
+        lease_seconds=60,
+        overlap="allow",
+        enabled=True,
+        finishing=[RunOutcome(earlier.id, "timeout", "too slow")],
+    )
+    assert result.outcome == "duplicate" and result.record == first
+    assert [(r.id, r.status) for r in result.finished] == [(earlier.id, "timeout")]
 
 
 def test_overlap_skip_records_the_slot_as_skipped(conn: psycopg.Connection[Any]) -> None:
