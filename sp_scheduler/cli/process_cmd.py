@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import tempfile
@@ -39,6 +40,7 @@ def worker_cmd(state: CliState, celery_args: tuple[str, ...]) -> None:
         args += ["-Q", ",".join(queues)]
     if not any(arg.startswith(("-l", "--loglevel")) for arg in args):
         args += ["--loglevel", "INFO"]
+    quiet_celery_task_lines(args)
     if state.settings.metrics_port:
         # Before prometheus_client is first imported (it picks its value class then), so every pool
         # process writes its samples to files the main process can sum.
@@ -50,6 +52,28 @@ def worker_cmd(state: CliState, celery_args: tuple[str, ...]) -> None:
 
 
 SUPPORTED_POOLS = ("prefork", "solo")
+# Celery's per-task lines: "Task sp_scheduler.run_job[<id>] received" and "... succeeded in 0.003s".
+CELERY_TASK_LOGGERS = ("celery.worker.strategy", "celery.app.trace")
+
+
+def quiet_celery_task_lines(args: list[str]) -> None:
+    """Show Celery's two per-task INFO lines only at `--loglevel DEBUG`.
+
+    Every run is one task with the same name, so those lines say neither which job ran nor which run
+    it was; the runner's own "job started" / "job succeeded" lines carry both, and its failures are
+    logged with their traceback. Celery's warnings and errors (retries aside) still show.
+    """
+    level = "INFO"
+    for index, arg in enumerate(args):
+        if arg in ("-l", "--loglevel") and index + 1 < len(args):
+            level = args[index + 1]
+        elif arg.startswith("--loglevel="):
+            level = arg.split("=", 1)[1]
+        elif arg.startswith("-l") and len(arg) > 2:
+            level = arg[2:]
+    if level.upper() != "DEBUG":
+        for name in CELERY_TASK_LOGGERS:
+            logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def check_pool(args: list[str]) -> None:
@@ -95,6 +119,7 @@ def beat_cmd(state: CliState, celery_args: tuple[str, ...]) -> None:
     args = list(celery_args)
     if not any(arg.startswith(("-l", "--loglevel")) for arg in args):
         args += ["--loglevel", "INFO"]
+    quiet_celery_task_lines(args)
 
     @beat_init.connect(weak=False)  # type: ignore[untyped-decorator]
     def _reload_on_hangup(sender: Any = None, **_: Any) -> None:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from sp_scheduler.cli import cli
+from sp_scheduler.cli.process_cmd import CELERY_TASK_LOGGERS, quiet_celery_task_lines
 from sp_scheduler.errors import ExitCode
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -169,3 +171,26 @@ def test_worker_pool_check_accepts_prefork_and_solo() -> None:
 
     for args in (["-P", "prefork"], ["--pool=solo"], ["-Psolo", "-c", "2"], ["-c", "4"]):
         check_pool(args)
+
+
+@pytest.mark.parametrize(
+    ("args", "quiet"),
+    [
+        ([], True),
+        (["--loglevel", "INFO"], True),
+        (["-l", "warning"], True),
+        (["--loglevel=DEBUG"], False),
+        (["-ldebug"], False),
+    ],
+)
+def test_celery_per_task_lines_show_only_at_debug(args: list[str], quiet: bool) -> None:
+    loggers = [logging.getLogger(name) for name in CELERY_TASK_LOGGERS]
+    saved = [logger.level for logger in loggers]
+    try:
+        for logger in loggers:
+            logger.setLevel(logging.NOTSET)
+        quiet_celery_task_lines(args)
+        assert [logger.level for logger in loggers] == [logging.WARNING if quiet else logging.NOTSET] * len(loggers)
+    finally:
+        for logger, level in zip(loggers, saved, strict=True):
+            logger.setLevel(level)
