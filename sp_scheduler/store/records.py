@@ -57,9 +57,9 @@ class RunRecord:
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> RunRecord:
         """Build from a dict row; datetimes normalised to UTC whatever the session time zone."""
-        values = {f.name: row[f.name] for f in fields(cls)}
+        values = {name: row[name] for name in _RECORD_FIELDS}
         values["id"] = str(values["id"])
-        for name in ("scheduled_for", "enqueued_at", "started_at", "finished_at", "lease_expires_at", "created_at"):
+        for name in _RECORD_TIMESTAMPS:
             values[name] = _utc(values[name])
         values["params"] = dict(values["params"] or {})
         return cls(**values)
@@ -132,6 +132,9 @@ class RunOutcome:
 
 
 COLUMNS = sql.SQL(", ").join(sql.Identifier(f.name) for f in fields(RunRecord))
+# Read on every claim and outcome (`RunRecord.from_row`), so worked out once.
+_RECORD_FIELDS = tuple(f.name for f in fields(RunRecord))
+_RECORD_TIMESTAMPS = ("scheduled_for", "enqueued_at", "started_at", "finished_at", "lease_expires_at", "created_at")
 
 
 Query = str | sql.SQL | sql.Composed
