@@ -85,10 +85,11 @@ def run_logger(
     job_name: str, buffer: RunLogBuffer, *, trigger: str = "", scheduled_for: str | None = None
 ) -> logging.Logger:
     """A logger for one run: records go to `buffer` and propagate to `sp_scheduler.jobs` for the console."""
-    # Deliberately outside logging's registry: one short-lived logger per run, no global handlers.
-    logger = logging.Logger(f"{JOB_LOGGER_PARENT}.{job_name}")  # noqa: LOG001
+    # Deliberately outside logging's registry: one short-lived logger per run, no global handlers. Its
+    # level is given to the constructor: `setLevel` would clear the cache of every registered logger
+    # (a worker process has a few hundred), once per run.
+    logger = logging.Logger(f"{JOB_LOGGER_PARENT}.{job_name}", logging.DEBUG)  # noqa: LOG001
     logger.parent = logging.getLogger(JOB_LOGGER_PARENT)
-    logger.setLevel(logging.DEBUG)
     fields = {"job": job_name, "run_id": buffer.run_id, "trigger": trigger}
     if scheduled_for:
         fields["scheduled_for"] = scheduled_for

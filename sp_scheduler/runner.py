@@ -75,6 +75,8 @@ class WorkerRuntime:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.config = CatalogWatch(settings)
+        self.services_dir = Path(settings.services_dir)
+        self.output_dir = Path(settings.output_dir)
         self.hostname = f"{socket.gethostname()}:{os.getpid()}"
         self._pid = os.getpid()
         self._ledger: ConnectionPool[psycopg.Connection[Any]] | None = None
@@ -312,8 +314,8 @@ def execute_run(runtime: WorkerRuntime, request: RunRequest) -> Future[store.Run
         logger=logger,
         scheduled_for=request.scheduled_for,
         parameters=params,
-        services_dir=Path(runtime.settings.services_dir),
-        output_dir=Path(runtime.settings.output_dir),
+        services_dir=runtime.services_dir,
+        output_dir=runtime.output_dir,
         settings=runtime.settings,
         pool=runtime.job_pool(),
     )
