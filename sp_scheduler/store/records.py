@@ -64,6 +64,38 @@ class RunRecord:
         values["params"] = dict(values["params"] or {})
         return cls(**values)
 
+    @classmethod
+    def from_values(cls, values: Sequence[Any]) -> RunRecord:
+        """Build from the columns of `sp_job_runs` in table order (`(c.run).*` of the ledger's functions).
+
+        The claim and outcome paths read rows this way: a tuple row costs psycopg less than a dict row,
+        and they run on every run. The table's column order is RunRecord's field order (tested).
+        """
+        (id_, job_name, trigger, scheduled_for, enqueued_at, started_at, finished_at, status, message) = values[:9]
+        (items_processed, items_failed, duration_ms, error, traceback, worker, attempt) = values[9:16]
+        (lease_expires_at, params, created_at) = values[16:19]
+        return cls(
+            str(id_),
+            job_name,
+            trigger,
+            _utc(scheduled_for),
+            _utc(enqueued_at),
+            _utc(started_at),
+            _utc(finished_at),
+            status,
+            message,
+            items_processed,
+            items_failed,
+            duration_ms,
+            error,
+            traceback,
+            worker,
+            attempt,
+            _utc(lease_expires_at),
+            dict(params or {}),
+            created_at.astimezone(UTC),
+        )
+
     @property
     def finished(self) -> bool:
         """Whether the run has reached a final status."""

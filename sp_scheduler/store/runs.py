@@ -106,15 +106,14 @@ def claim_run(
         use_override,
     )
     query, values = (_CLAIM_AFTER, (*_finish_args(finishing, logs), *claim_args)) if finishing else (_CLAIM, claim_args)
-    with atomic(conn), conn.cursor(row_factory=dict_row) as cur:
+    with atomic(conn), conn.cursor() as cur:
         rows = cur.execute(query, values).fetchall()
-    if not rows or rows[-1]["outcome"] not in get_args(ClaimOutcome):
+    if not rows or rows[-1][0] not in get_args(ClaimOutcome):
         raise RuntimeError("sp_claim_run returned no claim")
     finished = _finished_records(finishing, rows[:-1])
-    row = rows[-1]
-    outcome: ClaimOutcome = row.pop("outcome")
-    reason: str | None = row.pop("reason")
-    record = RunRecord.from_row(row)
+    outcome: ClaimOutcome = rows[-1][0]
+    reason: str | None = rows[-1][1]
+    record = RunRecord.from_values(rows[-1][2:])
     extra = {"job": job_name, "run_id": record.id, "reason": reason}
     if outcome == "duplicate":
         log.info("duplicate delivery ignored", extra=extra)
@@ -172,7 +171,7 @@ def finish_runs(
     """
     if not outcomes:
         return []
-    with atomic(conn), conn.cursor(row_factory=dict_row) as cur:
+    with atomic(conn), conn.cursor() as cur:
         rows = cur.execute(_FINISH, _finish_args(outcomes, logs)).fetchall()
     return _finished_records(outcomes, rows)
 
@@ -186,12 +185,12 @@ def _finish_args(outcomes: Sequence[RunOutcome], logs: Sequence[LogRecordRow]) -
     return Jsonb([outcome.to_dict() for outcome in outcomes]), log_batch(logs)
 
 
-def _finished_records(outcomes: Sequence[RunOutcome], rows: Sequence[dict[str, Any]]) -> list[RunRecord]:
+def _finished_records(outcomes: Sequence[RunOutcome], rows: Sequence[tuple[Any, ...]]) -> list[RunRecord]:
     """`sp_finish_runs`'s rows as records in the order of `outcomes`, saying which were not recorded."""
     found: dict[str, RunRecord] = {}
     for row in rows:
-        kind, reason = row.pop("outcome"), row.pop("reason")
-        record = RunRecord.from_row(row)
+        kind, reason = row[0], row[1]
+        record = RunRecord.from_values(row[2:])
         found[record.id] = record
         if kind != "finished":
             log.warning(

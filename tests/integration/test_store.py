@@ -7,6 +7,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import fields
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, TypeVar
 
@@ -211,6 +212,14 @@ def test_twenty_concurrent_claims_of_one_run_yield_one_run(
     assert {c.record.id for c in claims if c.record is not None} == {run_id}
     with connect(database_url) as conn:
         assert len(history(conn, job="cleanup")) == 1
+
+
+def test_the_ledger_table_columns_are_in_run_record_order(conn: psycopg.Connection[Any]) -> None:
+    # The claim and outcome paths read `(c.run).*` positionally (RunRecord.from_values).
+    rows = conn.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_name = 'sp_job_runs' ORDER BY ordinal_position"
+    ).fetchall()
+    assert [name for (name,) in rows][: len(fields(RunRecord))] == [f.name for f in fields(RunRecord)]
 
 
 def test_a_claim_records_the_outcomes_it_carries_in_the_same_statement(conn: psycopg.Connection[Any]) -> None:
