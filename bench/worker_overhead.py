@@ -68,6 +68,8 @@ previous = None
 def connect(**_):
     global conn
     conn = psycopg.connect(os.environ["SP_DATABASE_URL"], autocommit=True)
+    if os.environ.get("SP_LEDGER_SYNC_COMMIT") == "off":  # as sp-scheduler's ledger does
+        conn.execute("SET synchronous_commit = off")
 
 def ledger_statement():
     global previous
