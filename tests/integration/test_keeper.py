@@ -4,7 +4,6 @@ an outage, and flushed at shutdown."""
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -16,7 +15,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from sp_scheduler.keeper import OUTCOME_LINGER, RunKeeper
 from sp_scheduler.runlog import RunLogBuffer, run_logger
-from sp_scheduler.store import RunOutcome, RunRecord, claim_run, connect, get_run, open_pool, query_logs
+from sp_scheduler.store import RunOutcome, RunRecord, connect, get_run, open_pool, query_logs
 from tests.support import wait_until
 from tests.support.ledger import claim
 from tests.support.proxy import CuttableProxy
@@ -99,17 +98,12 @@ def test_the_next_claim_carries_the_waiting_outcome_and_its_log_lines(
         taken = keeper.take_outcomes()
         assert [pending.outcome.run_id for pending in taken] == [run.id]
         assert keeper.take_outcomes() == []  # taken once
-        result = claim_run(
+        result = claim(
             conn,
-            run_id=str(uuid.uuid4()),
-            job_name="report",
+            "report",
+            None,
             trigger="manual",
-            scheduled_for=None,
-            params={},
-            worker="host-a:1",
-            lease_seconds=60,
             overlap="allow",
-            enabled=True,
             finishing=[pending.outcome for pending in taken],
             logs=[line for pending in taken for line in pending.logs],
         )

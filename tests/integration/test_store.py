@@ -23,7 +23,6 @@ from sp_scheduler.store import (
     Overlap,
     RunOutcome,
     RunRecord,
-    claim_run,
     connect,
     describe_url,
     enqueue_run,
@@ -233,20 +232,7 @@ def test_a_claim_records_the_outcomes_it_carries_in_the_same_statement(conn: psy
         RunOutcome(str(uuid.uuid4()), "failed", "nobody"),  # unknown: left out
     ]
     next_slot = SLOT + timedelta(minutes=5)
-    result = claim_run(
-        conn,
-        run_id=slot_run_id("cleanup", next_slot),
-        job_name="cleanup",
-        trigger="schedule",
-        scheduled_for=next_slot,
-        params={},
-        worker="host-a:1",
-        lease_seconds=60,
-        overlap="skip",
-        enabled=True,
-        finishing=outcomes,
-        logs=[line],
-    )
+    result = claim(conn, slot=next_slot, finishing=outcomes, logs=[line])
     assert result.outcome == "run" and result.record is not None
     assert result.record.scheduled_for == next_slot and result.record.status == "running"
     assert [(r.id, r.status, r.message) for r in result.finished] == [
@@ -262,19 +248,7 @@ def test_outcomes_carried_by_a_duplicate_claim_are_still_recorded(conn: psycopg.
     first = claim(conn, overlap="allow").record
     earlier = claim(conn, slot=SLOT + timedelta(minutes=1), overlap="allow").record
     assert first is not None and earlier is not None
-    result = claim_run(
-        conn,
-        run_id=first.id,
-        job_name="cleanup",
-        trigger="schedule",
-        scheduled_for=SLOT,
-        params={},
-        worker="host-a:1",
-        lease_seconds=60,
-        overlap="allow",
-        enabled=True,
-        finishing=[RunOutcome(earlier.id, "timeout", "too slow")],
-    )
+    result = claim(conn, overlap="allow", finishing=[RunOutcome(earlier.id, "timeout", "too slow")])
     assert result.outcome == "duplicate" and result.record == first
     assert [(r.id, r.status) for r in result.finished] == [(earlier.id, "timeout")]
 
@@ -533,48 +507,12 @@ def test_a_claim_racing_a_recorded_slot_becomes_a_duplicate(database_url: str) -
 
 def test_an_override_wins_over_the_yaml_when_asked(conn: psycopg.Connection[Any]) -> None:
     set_enabled(conn, "cleanup", enabled=False, actor="ops")
-    ignored = claim_run(
-        conn,
-        run_id=str(uuid.uuid4()),
-        job_name="cleanup",
-        trigger="manual",
-        scheduled_for=None,
-        params={},
-        worker="w",
-        lease_seconds=60,
-        overlap="allow",
-        enabled=True,
-    )
+    ignored = claim(conn, "cleanup", None, trigger="manual", overlap="allow")
     assert ignored.outcome == "run"  # manual runs pass use_override=False: the caller decided
-    disabled = claim_run(
-        conn,
-        run_id=slot_run_id("cleanup", SLOT),
-        job_name="cleanup",
-        trigger="schedule",
-        scheduled_for=SLOT,
-        params={},
-        worker="w",
-        lease_seconds=60,
-        overlap="allow",
-        enabled=True,
-        use_override=True,
-    )
+    disabled = claim(conn, overlap="allow", use_override=True)
     assert (disabled.outcome, disabled.reason) == ("skipped", "job is disabled")
     set_enabled(conn, "cleanup", enabled=True, actor="ops")
-    later = SLOT + timedelta(minutes=1)
-    enabled = claim_run(
-        conn,
-        run_id=slot_run_id("cleanup", later),
-        job_name="cleanup",
-        trigger="schedule",
-        scheduled_for=later,
-        params={},
-        worker="w",
-        lease_seconds=60,
-        overlap="allow",
-        enabled=False,
-        use_override=True,
-    )
+    enabled = claim(conn, slot=SLOT + timedelta(minutes=1), overlap="allow", enabled=False, use_override=True)
     assert enabled.outcome == "run"
 
 
