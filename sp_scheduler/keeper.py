@@ -9,12 +9,12 @@ When a run ends, the task hands its outcome here and returns, so the worker take
 while the outcome waits. A busy process claims its next run within a few milliseconds, and that claim
 takes the waiting outcomes along (`take_outcomes`), recording them in its own statement and commit;
 only an outcome no claim picks up within `linger` seconds is written by this thread, together with
-any others waiting. The run
-stays tracked (its lease alive) until its outcome is committed, and an outcome that cannot be
-written because Postgres is down is kept and retried until it can. Acknowledging the message before
-the outcome is written loses nothing: the claim is already committed, so a redelivery is a
-recognised duplicate, and a process that dies with outcomes unwritten leaves runs the reaper marks
-`lost`, as it would for a death during the run. Shutdown writes what is pending first.
+any others waiting. The run stays tracked (its lease alive) until its outcome is committed, and an
+outcome that cannot be written because Postgres is down is kept and retried until it can.
+Acknowledging the message before the outcome is written loses nothing: the claim is already
+committed, so a redelivery is a recognised duplicate, and a process that dies with outcomes unwritten
+leaves runs the reaper marks `lost`, as it would for a death during the run. Shutdown writes what is
+pending first.
 """
 
 from __future__ import annotations
