@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections import deque
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -22,6 +23,8 @@ if TYPE_CHECKING:
 LEVELS = ("debug", "info", "warning", "error", "critical")
 FOLLOW_INTERVAL = 0.5
 FOLLOW_BATCH = 1000
+# How long a line's transaction may still commit after a line with a higher id became visible.
+LATE_COMMIT_WINDOW = 10.0
 _AGE = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$", re.IGNORECASE)
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
@@ -105,8 +108,8 @@ def view_cmd(
                 return
             _print(rows, as_json)
             if follow:
-                last = rows[-1][0] if rows else _newest_id(conn)
-                _follow(conn, filters, last, as_json)
+                floor = rows[0][0] - 1 if rows else _newest_id(conn)
+                _follow(conn, filters, floor, {log_id for log_id, _ in rows}, as_json)
     except psycopg.OperationalError as exc:
         raise DatabaseUnavailable(f"lost the database connection: {str(exc).strip().splitlines()[0]}") from None
 
@@ -124,17 +127,33 @@ def _newest_id(conn: psycopg.Connection[Any]) -> int:
     return newest[0][0] if newest else 0
 
 
-def _follow(conn: psycopg.Connection[Any], filters: dict[str, Any], last: int, as_json: bool) -> None:
-    """Poll for lines after `last` until Ctrl-C."""
+def _follow(
+    conn: psycopg.Connection[Any], filters: dict[str, Any], floor: int, printed: set[int], as_json: bool
+) -> None:
+    """Poll for lines after `floor` that are not `printed` yet, until Ctrl-C.
+
+    A line's id is given out when it is inserted, not when its transaction commits, so a line can
+    become visible after one with a higher id was printed. Each poll therefore reads again from the
+    newest id seen `LATE_COMMIT_WINDOW` seconds before, and skips the lines it printed already.
+    """
     from sp_scheduler.store import query_logs
 
+    marks: deque[tuple[float, int]] = deque([(time.monotonic(), floor)])  # (when, newest id seen then)
+    newest = max(printed, default=floor)
     try:
         while True:
-            rows = query_logs(conn, **filters, limit=FOLLOW_BATCH, after_id=last)
-            _print(rows, as_json)
-            if rows:
-                last = rows[-1][0]
-            if len(rows) < FOLLOW_BATCH:
+            now = time.monotonic()
+            while len(marks) > 1 and marks[1][0] <= now - LATE_COMMIT_WINDOW:
+                marks.popleft()
+            floor = marks[0][1]
+            printed = {log_id for log_id in printed if log_id > floor}
+            rows = query_logs(conn, **filters, limit=FOLLOW_BATCH + len(printed), after_id=floor)
+            fresh = [(log_id, row) for log_id, row in rows if log_id not in printed]
+            _print(fresh, as_json)
+            printed.update(log_id for log_id, _ in fresh)
+            newest = max(newest, rows[-1][0]) if rows else newest
+            marks.append((now, newest))
+            if len(fresh) < FOLLOW_BATCH:
                 time.sleep(FOLLOW_INTERVAL)  # the poll interval of a tail, not a synchronisation guess
     except KeyboardInterrupt:
         return

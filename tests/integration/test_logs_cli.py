@@ -148,6 +148,37 @@ def test_logs_view_follow_prints_new_lines_until_interrupted(
     assert [json.loads(line)["message"] for line in as_json.stdout.splitlines()] == ["arrived later"]
 
 
+def test_logs_view_follow_prints_a_line_whose_transaction_commits_after_a_later_one(
+    app: System, db: psycopg.Connection[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Ids are given out at insert, not at commit: a slow transaction's line becomes visible after a
+    # line with a higher id has already been printed. Following must print it all the same.
+    add_log(db, "1 minute", "before following")
+    with psycopg.connect(app.database_url, autocommit=True) as other:
+        polls = 0
+
+        def tick(seconds: float) -> None:
+            nonlocal polls
+            polls += 1
+            if polls == 1:
+                other.execute("BEGIN")
+                add_log(other, "0 seconds", "slow to commit")  # the lower id, not yet visible
+                add_log(db, "0 seconds", "committed first")
+            elif polls == 2:
+                other.execute("COMMIT")
+            elif polls > 3:
+                raise KeyboardInterrupt
+
+        monkeypatch.setattr(logs_cmd.time, "sleep", tick)
+        result = app.cli("logs", "view", "--follow")
+    assert result.exit_code == 0, result.output
+    assert [" ".join(line.split()[3:]) for line in result.stdout.splitlines()] == [
+        "before following",
+        "committed first",
+        "slow to commit",
+    ]
+
+
 def test_jobs_log_cleanup_removes_only_older_lines(app: System, db: psycopg.Connection[Any]) -> None:
     old = [add_log(db, age, "old") for age in ("31 days", "90 days")]
     kept = [add_log(db, age, "recent") for age in ("29 days", "2 hours", "1 minute")]
