@@ -85,8 +85,8 @@ def claim_run(
 ) -> Claim:
     """Claim a delivery in one round trip: run it, recognise a duplicate, or record it as skipped.
 
-    `sp_claim_run` (migration 0002) takes a per-job advisory lock, so the overlap check and the
-    insert cannot interleave between workers. With `use_override`, an enable/disable override in
+    For `overlap="skip"`, `sp_claim_run` (migrations 0002, 0006) takes a per-job advisory lock, so the
+    overlap check and the insert cannot interleave between workers. With `use_override`, an enable/disable override in
     `sp_job_state` wins over `enabled` (scheduled slots). For a duplicate, `record` is the row that
     already holds the slot or id. Outcomes in `finishing` (and `logs`) are recorded first, in the same
     statement and commit, as `finish_runs` would; their rows come back in `Claim.finished`.
@@ -105,7 +105,8 @@ def claim_run(
         enabled,
         use_override,
     )
-    query, values = (_CLAIM_AFTER, (*_finish_args(finishing, logs), *claim_args)) if finishing else (_CLAIM, claim_args)
+    carried = finishing or logs
+    query, values = (_CLAIM_AFTER, (*_finish_args(finishing, logs), *claim_args)) if carried else (_CLAIM, claim_args)
     with atomic(conn), conn.cursor() as cur:
         rows = cur.execute(query, values).fetchall()
     if not rows or rows[-1][0] not in get_args(ClaimOutcome):

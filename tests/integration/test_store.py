@@ -244,6 +244,15 @@ def test_a_claim_records_the_outcomes_it_carries_in_the_same_statement(conn: psy
     assert [row.message for _, row in query_logs(conn, run_id=earlier[0].id)] == ["job succeeded"]
 
 
+def test_log_lines_carried_without_outcomes_are_recorded_with_the_claim(conn: psycopg.Connection[Any]) -> None:
+    earlier = claim(conn, overlap="allow").record
+    assert earlier is not None
+    line = LogRecordRow(datetime.now(UTC), "INFO", "sp.job", "still going", "cleanup", earlier.id, {})
+    result = claim(conn, slot=SLOT + timedelta(minutes=1), overlap="allow", logs=[line])
+    assert result.outcome == "run" and result.finished == []
+    assert [row.message for _, row in query_logs(conn, run_id=earlier.id)] == ["still going"]
+
+
 def test_outcomes_carried_by_a_duplicate_claim_are_still_recorded(conn: psycopg.Connection[Any]) -> None:
     first = claim(conn, overlap="allow").record
     earlier = claim(conn, slot=SLOT + timedelta(minutes=1), overlap="allow").record
