@@ -102,7 +102,8 @@ class RunKeeper:
         return pending.recorded
 
     def take_outcomes(self) -> list[PendingOutcome]:
-        """Hand the waiting outcomes to a claim that records them; it must call `recorded` or `release`."""
+        """Hand the waiting outcomes to a claim (or this thread's own write) that records them; the taker
+        must call `recorded` or `release`."""
         with self._wake:
             taken = [pending for pending in self._pending if not pending.taken]
             for pending in taken:
@@ -158,9 +159,7 @@ class RunKeeper:
                     self._sleeping_until = min(due, next_beat)
                     self._wake.wait(self._sleeping_until - now)
                     self._sleeping_until = None
-                batch = [pending for pending in self._pending if not pending.taken]
-                for pending in batch:
-                    pending.taken = True
+                batch = self.take_outcomes()
                 stop_at = self._stop_at
             if batch:
                 if self._write(batch):

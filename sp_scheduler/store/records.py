@@ -57,12 +57,7 @@ class RunRecord:
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> RunRecord:
         """Build from a dict row; datetimes normalised to UTC whatever the session time zone."""
-        values = {name: row[name] for name in _RECORD_FIELDS}
-        values["id"] = str(values["id"])
-        for name in _RECORD_TIMESTAMPS:
-            values[name] = _utc(values[name])
-        values["params"] = dict(values["params"] or {})
-        return cls(**values)
+        return cls.from_values([row[name] for name in _RECORD_FIELDS])
 
     @classmethod
     def from_values(cls, values: Sequence[Any]) -> RunRecord:
@@ -70,6 +65,7 @@ class RunRecord:
 
         The claim and outcome paths read rows this way: a tuple row costs psycopg less than a dict row,
         and they run on every run. The table's column order is RunRecord's field order (tested).
+        Datetimes are normalised to UTC whatever the session time zone.
         """
         (id_, job_name, trigger, scheduled_for, enqueued_at, started_at, finished_at, status, message) = values[:9]
         (items_processed, items_failed, duration_ms, error, traceback, worker, attempt) = values[9:16]
@@ -164,9 +160,8 @@ class RunOutcome:
 
 
 COLUMNS = sql.SQL(", ").join(sql.Identifier(f.name) for f in fields(RunRecord))
-# Read on every claim and outcome (`RunRecord.from_row`), so worked out once.
+# The field names in order, worked out once (`RunRecord.from_row` reads them for every dict row).
 _RECORD_FIELDS = tuple(f.name for f in fields(RunRecord))
-_RECORD_TIMESTAMPS = ("scheduled_for", "enqueued_at", "started_at", "finished_at", "lease_expires_at", "created_at")
 
 
 Query = str | sql.SQL | sql.Composed

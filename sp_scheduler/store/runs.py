@@ -86,10 +86,11 @@ def claim_run(
     """Claim a delivery in one round trip: run it, recognise a duplicate, or record it as skipped.
 
     For `overlap="skip"`, `sp_claim_run` (migrations 0002, 0006) takes a per-job advisory lock, so the
-    overlap check and the insert cannot interleave between workers. With `use_override`, an enable/disable override in
-    `sp_job_state` wins over `enabled` (scheduled slots). For a duplicate, `record` is the row that
-    already holds the slot or id. Outcomes in `finishing` (and `logs`) are recorded first, in the same
-    statement and commit, as `finish_runs` would; their rows come back in `Claim.finished`.
+    overlap check and the insert cannot interleave between workers. With `use_override`, an
+    enable/disable override in `sp_job_state` wins over `enabled` (scheduled slots). For a duplicate,
+    `record` is the row that already holds the slot or id. Outcomes in `finishing` (and `logs`) are
+    recorded first, in the same statement and commit, as `finish_runs` would; their rows come back in
+    `Claim.finished`.
     """
     if trigger == "schedule" and scheduled_for is None:
         raise ValueError("a scheduled run needs its slot (scheduled_for)")
