@@ -63,15 +63,8 @@ def quiet_celery_task_lines(args: list[str]) -> None:
     it was; the runner's own "job started" / "job succeeded" lines carry both, and its failures are
     logged with their traceback. Celery's warnings and errors (retries aside) still show.
     """
-    level = "INFO"
-    for index, arg in enumerate(args):
-        if arg in ("-l", "--loglevel") and index + 1 < len(args):
-            level = args[index + 1]
-        elif arg.startswith("--loglevel="):
-            level = arg.split("=", 1)[1]
-        elif arg.startswith("-l") and len(arg) > 2:
-            level = arg[2:]
-    if level.upper() != "DEBUG":
+    levels = option_values(args, "-l", "--loglevel")
+    if (levels[-1] if levels else "INFO").upper() != "DEBUG":
         for name in CELERY_TASK_LOGGERS:
             logging.getLogger(name).setLevel(logging.WARNING)
 
@@ -79,17 +72,23 @@ def quiet_celery_task_lines(args: list[str]) -> None:
 def check_pool(args: list[str]) -> None:
     """Refuse pools that run several tasks in one process: each process has one event loop and one
     run keeper, and the ledger's overlap rule relies on a process running one run at a time."""
-    for index, arg in enumerate(args):
-        if arg in ("-P", "--pool"):
-            pool = args[index + 1] if index + 1 < len(args) else ""
-        elif arg.startswith("--pool="):
-            pool = arg.split("=", 1)[1]
-        elif arg.startswith("-P") and len(arg) > 2:
-            pool = arg[2:]
-        else:
-            continue
+    for pool in option_values(args, "-P", "--pool"):
         if pool not in SUPPORTED_POOLS:
             raise UsageError(f"worker pool {pool!r} is not supported: use {' or '.join(SUPPORTED_POOLS)}")
+
+
+def option_values(args: list[str], short: str, long: str) -> list[str]:
+    """The values given to a `celery worker` option, in order: `-P x`, `--pool x`, `--pool=x` or `-Px`
+    (an option given last without its value counts as an empty value)."""
+    values = []
+    for index, arg in enumerate(args):
+        if arg in (short, long):
+            values.append(args[index + 1] if index + 1 < len(args) else "")
+        elif arg.startswith(f"{long}="):
+            values.append(arg.split("=", 1)[1])
+        elif arg.startswith(short) and len(arg) > len(short) and not arg.startswith("--"):
+            values.append(arg[len(short) :])
+    return values
 
 
 def _serve_worker_metrics(port: int) -> None:
@@ -119,7 +118,6 @@ def beat_cmd(state: CliState, celery_args: tuple[str, ...]) -> None:
     args = list(celery_args)
     if not any(arg.startswith(("-l", "--loglevel")) for arg in args):
         args += ["--loglevel", "INFO"]
-    quiet_celery_task_lines(args)
 
     @beat_init.connect(weak=False)  # type: ignore[untyped-decorator]
     def _reload_on_hangup(sender: Any = None, **_: Any) -> None:
