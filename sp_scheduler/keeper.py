@@ -84,6 +84,11 @@ class RunKeeper:
                 self._thread = threading.Thread(target=self._loop, name="sp-run-keeper", daemon=True)
                 self._thread.start()
 
+    def tracks(self, run_id: str) -> bool:
+        """Whether `run_id` is one of this process's runs whose outcome is not committed yet."""
+        with self._wake:
+            return run_id in self._runs
+
     def untrack(self, run_id: str) -> None:
         """Stop keeping `run_id` alive without recording an outcome (the reaper will mark it lost)."""
         with self._wake:

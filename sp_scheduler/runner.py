@@ -266,24 +266,32 @@ def execute_run(runtime: WorkerRuntime, request: RunRequest) -> Future[store.Run
     taken = keeper.take_outcomes()
     finishing = [pending.outcome for pending in taken]
     logs = [line for pending in taken for line in pending.logs]
-    try:
-        claim = runtime.ledger_call(
-            lambda conn: store.claim_run(
-                conn,
-                run_id=run_id,
-                job_name=definition.name,
-                trigger=request.trigger,
-                scheduled_for=request.scheduled_for,
-                params=params,
-                worker=runtime.hostname,
-                lease_seconds=runtime.settings.lease_seconds,
-                overlap=definition.overlap,
-                enabled=enabled,
-                use_override=scheduled and catalog.scheduler_enabled,
-                finishing=finishing,
-                logs=logs,
-            )
+    attempts = 0
+
+    def claim_once(conn: psycopg.Connection[Any]) -> store.Claim:
+        nonlocal attempts
+        attempts += 1
+        return store.claim_run(
+            conn,
+            run_id=run_id,
+            job_name=definition.name,
+            trigger=request.trigger,
+            scheduled_for=request.scheduled_for,
+            params=params,
+            worker=runtime.hostname,
+            lease_seconds=runtime.settings.lease_seconds,
+            overlap=definition.overlap,
+            enabled=enabled,
+            use_override=scheduled and catalog.scheduler_enabled,
+            finishing=finishing,
+            logs=logs,
+            # The first attempt may have committed before its connection broke: then the running row
+            # it left is this claim, unless this process has an earlier run of the same id in hand.
+            retrying=attempts > 1 and not keeper.tracks(run_id),
         )
+
+    try:
+        claim = runtime.ledger_call(claim_once)
     except BaseException:
         keeper.release(taken)
         raise

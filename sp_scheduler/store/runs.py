@@ -82,6 +82,7 @@ def claim_run(
     use_override: bool = False,
     finishing: Sequence[RunOutcome] = (),
     logs: Sequence[LogRecordRow] = (),
+    retrying: bool = False,
 ) -> Claim:
     """Claim a delivery in one round trip: run it, recognise a duplicate, or record it as skipped.
 
@@ -91,6 +92,11 @@ def claim_run(
     `record` is the row that already holds the slot or id. Outcomes in `finishing` (and `logs`) are
     recorded first, in the same statement and commit, as `finish_runs` would; their rows come back in
     `Claim.finished`.
+
+    `retrying` says an earlier attempt of this very claim may have committed before its connection
+    broke, and that the caller has no earlier run of this id still finishing: a running row of this run
+    held by `worker` is then that attempt's claim, so it is returned as "run" rather than as a duplicate
+    (which would leave the job unrun and its run to be reaped as lost).
     """
     if trigger == "schedule" and scheduled_for is None:
         raise ValueError("a scheduled run needs its slot (scheduled_for)")
@@ -117,6 +123,9 @@ def claim_run(
     reason: str | None = rows[-1][1]
     record = RunRecord.from_values(rows[-1][2:])
     extra = {"job": job_name, "run_id": record.id, "reason": reason}
+    if outcome == "duplicate" and retrying and _claimed_by(record, run_id, worker):
+        log.info("claim committed before its connection broke; running it", extra=extra)
+        return Claim("run", record, None, finished)
     if outcome == "duplicate":
         log.info("duplicate delivery ignored", extra=extra)
     elif outcome == "skipped":
@@ -176,6 +185,11 @@ def finish_runs(
     with atomic(conn), conn.cursor() as cur:
         rows = cur.execute(_FINISH, _finish_args(outcomes, logs)).fetchall()
     return _finished_records(outcomes, rows)
+
+
+def _claimed_by(record: RunRecord, run_id: str, worker: str) -> bool:
+    """Whether `record` is run `run_id`, still running, claimed by `worker`."""
+    return record.id == str(run_uuid(run_id)) and record.status == "running" and record.worker == worker
 
 
 def _finish_args(outcomes: Sequence[RunOutcome], logs: Sequence[LogRecordRow]) -> tuple[Jsonb, Jsonb]:

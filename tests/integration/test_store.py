@@ -194,6 +194,27 @@ def test_a_slot_claimed_twice_runs_once(conn: psycopg.Connection[Any]) -> None:
     assert second.reason == f"already claimed as run {first.record.id} (running)"
 
 
+def test_a_retried_claim_finds_its_own_committed_claim_and_runs(conn: psycopg.Connection[Any]) -> None:
+    # The first attempt committed, then its connection broke before the reply: the retry must run it.
+    first = claim(conn)
+    assert first.record is not None
+    retried = claim(conn, retrying=True)
+    assert retried.outcome == "run"
+    assert retried.reason is None
+    assert retried.record == first.record
+    # Only the claiming process's own running row counts, and only when retrying.
+    assert claim(conn, retrying=True, worker="host-b:2").outcome == "duplicate"
+    assert claim(conn).outcome == "duplicate"
+    finish(conn, first.record.id)
+    assert claim(conn, retrying=True).outcome == "duplicate"
+
+
+def test_a_retried_claim_that_had_recorded_a_skip_stays_a_duplicate(conn: psycopg.Connection[Any]) -> None:
+    skipped = claim(conn, enabled=False)
+    assert skipped.outcome == "skipped"
+    assert claim(conn, enabled=False, retrying=True).outcome == "duplicate"
+
+
 @pytest.mark.parametrize("overlap", ["skip", "allow"])  # only 'skip' takes the job lock (migration 0006)
 @pytest.mark.parametrize("trigger", ["schedule", "manual"])
 def test_twenty_concurrent_claims_of_one_run_yield_one_run(

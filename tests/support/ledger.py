@@ -29,6 +29,7 @@ def claim(
     use_override: bool = False,
     finishing: Sequence[RunOutcome] = (),
     logs: Sequence[LogRecordRow] = (),
+    retrying: bool = False,
 ) -> Claim:
     """Claim a slot (or a manual run when `slot` is None) as a worker would, recording `finishing` first."""
     if run_id is None:
@@ -47,4 +48,5 @@ def claim(
         use_override=use_override,
         finishing=finishing,
         logs=logs,
+        retrying=retrying,
     )
