@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sized
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import fields
 from datetime import UTC, datetime, timedelta, timezone
@@ -47,8 +47,8 @@ from sp_scheduler.store import (
     slot_run_id,
     write_logs,
 )
-from tests.support import free_port, wait_until
-from tests.support.ledger import SLOT, claim
+from tests.support import free_port, servers, wait_until
+from tests.support.ledger import LEDGER_READS, SLOT, claim, fill_ledger, ledger_reads
 
 pytestmark = pytest.mark.integration
 
@@ -636,6 +636,36 @@ def test_last_runs_and_last_with_status(conn: psycopg.Connection[Any]) -> None:
     failures = last_with_status(conn, ["failed", "timeout", "lost"])
     assert {job: r.id for job, r in failures.items()} == {"cleanup": ids["c_fail"]}
     assert last_with_status(conn, ["succeeded"], ["report"]).keys() == {"report"}
+
+
+MAX_BLOCKS_PER_READ = 1_000  # heap and index blocks; the large ledger's heap alone is over five times that
+
+
+@pytest.fixture(scope="module")
+def large_ledger_url(postgres_url: str) -> Iterator[str]:
+    """One database of 250,000 finished runs for the read-cost tests (which only read it)."""
+    with servers.scratch_database(postgres_url, migrated=True) as url:
+        with connect(url, autocommit=True) as conn:
+            fill_ledger(conn, 250_000)
+            pages = conn.execute("SELECT relpages FROM pg_class WHERE relname = 'sp_job_runs'").fetchone()
+            assert pages is not None and pages[0] > 5 * MAX_BLOCKS_PER_READ
+        yield url
+
+
+@pytest.mark.parametrize("read", LEDGER_READS.values(), ids=LEDGER_READS.keys())
+def test_history_reads_touch_a_few_pages_of_a_large_ledger(
+    large_ledger_url: str, read: Callable[[psycopg.Connection[Any]], Sized]
+) -> None:
+    # Every read the CLI makes goes through an index and touches a number of pages that depends on the
+    # limit and the number of jobs, never on the ledger's size (bench/history_bench.py times them at
+    # millions of runs). The busiest, `jobs status`, probes 40 jobs x 3 statuses: about 700 blocks.
+    with connect(large_ledger_url, autocommit=True) as conn:
+        first = read(conn)  # plans and catalog caches are warm, as in a CLI call after its first query
+        scans_before, blocks_before = ledger_reads(conn)
+        assert read(conn) == first
+        scans_after, blocks_after = ledger_reads(conn)
+    assert scans_after == scans_before, "a sequential scan of sp_job_runs"
+    assert blocks_after - blocks_before < MAX_BLOCKS_PER_READ
 
 
 def test_run_record_serialises_to_json(conn: psycopg.Connection[Any]) -> None:

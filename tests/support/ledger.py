@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence, Sized
 from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
 
 from sp_scheduler.jobs import Trigger
-from sp_scheduler.store import Claim, LogRecordRow, Overlap, RunOutcome, claim_run, slot_run_id
+from sp_scheduler.store import (
+    Claim,
+    LogRecordRow,
+    Overlap,
+    RunOutcome,
+    claim_run,
+    history,
+    last_runs,
+    last_with_status,
+    slot_run_id,
+)
 
 SLOT = datetime(2025, 1, 1, 3, 0, tzinfo=UTC)
 
@@ -50,3 +60,56 @@ def claim(
         logs=logs,
         retrying=retrying,
     )
+
+
+# A ledger's worth of finished runs, written by Postgres itself: `jobs` jobs in turn, one run a
+# second, mostly succeeded, 1 in 47 failed, 1 in 4,999 lost, and `never_failing` jobs that never fail.
+_FILL = """
+INSERT INTO sp_job_runs (id, job_name, trigger, scheduled_for, enqueued_at, started_at, finished_at, status,
+                         message, items_processed, duration_ms, worker, created_at)
+SELECT gen_random_uuid(), 'job-' || (i %% %(jobs)s), 'schedule', at, at, at, at + interval '20 ms',
+       CASE WHEN i %% %(jobs)s >= %(jobs)s - %(never_failing)s THEN 'succeeded'
+            WHEN i %% 4999 = 7 THEN 'lost' WHEN i %% 47 = 3 THEN 'failed' ELSE 'succeeded' END,
+       'done', 1, 20, 'filler:1', at
+  FROM generate_series(%(first)s, %(first)s + %(rows)s - 1) AS i,
+       LATERAL (SELECT %(start)s::timestamptz + i * interval '1 s' AS at) t
+"""
+
+
+def fill_ledger(
+    conn: psycopg.Connection[Any], rows: int, *, first: int = 1, jobs: int = 40, never_failing: int = 2
+) -> None:
+    """Add runs `first`..`first + rows - 1` of jobs `job-0`..`job-{jobs-1}` (the last `never_failing` never
+    fail), one a second from 2020-01-01, then ANALYZE."""
+    start = datetime(2020, 1, 1, tzinfo=UTC)
+    values = {"rows": rows, "first": first, "jobs": jobs, "never_failing": never_failing, "start": start}
+    conn.execute(_FILL, values)
+    conn.execute("ANALYZE sp_job_runs")
+
+
+# Every read the CLI makes of the ledger, against a `fill_ledger` database (the read-cost test and
+# bench/history_bench.py): history with each filter, and the last runs behind `jobs list/show/status`.
+LEDGER_READS: dict[str, Callable[[psycopg.Connection[Any]], Sized]] = {
+    "history": history,
+    "history --job": lambda conn: history(conn, job="job-5"),
+    "history --status failed": lambda conn: history(conn, status="failed"),
+    "history --status lost (rare)": lambda conn: history(conn, status="lost"),
+    "history --status running (none)": lambda conn: history(conn, status="running"),
+    "history --job --status failed": lambda conn: history(conn, job="job-5", status="failed"),
+    "history --job (never failed) --status failed": lambda conn: history(conn, job="job-39", status="failed"),
+    "jobs list: last run of every job": last_runs,
+    "jobs show: last runs of named jobs": lambda conn: last_runs(conn, ["job-5", "job-39", "unknown"]),
+    "jobs status: last failures": lambda conn: last_with_status(conn, ["failed", "timeout", "lost"]),
+    "jobs status: last successes": lambda conn: last_with_status(conn, ["succeeded"]),
+}
+
+
+def ledger_reads(conn: psycopg.Connection[Any]) -> tuple[int, int]:
+    """(sequential scans of sp_job_runs, its heap and index blocks touched) so far, as Postgres counts them."""
+    conn.execute("SELECT pg_stat_force_next_flush()")  # this backend's counters, flushed now, not in a second
+    row = conn.execute(
+        "SELECT t.seq_scan, coalesce(io.heap_blks_hit + io.heap_blks_read + io.idx_blks_hit + io.idx_blks_read, 0)"
+        " FROM pg_stat_user_tables t JOIN pg_statio_user_tables io USING (relid) WHERE t.relname = 'sp_job_runs'"
+    ).fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1])
