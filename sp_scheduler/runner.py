@@ -161,7 +161,7 @@ class WorkerRuntime:
         loop = self.loop()
         if self._job_pool is None:
             pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
-                self.settings.require_database_url(),
+                store.conninfo_with_defaults(self.settings.require_database_url()),
                 min_size=1,
                 max_size=self.settings.db_pool_size,
                 open=False,

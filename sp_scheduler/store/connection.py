@@ -15,6 +15,11 @@ log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_SECONDS = 5
 APPLICATION_NAME = "sp-scheduler"
+# A server that vanishes without closing its connections (a failover, a network partition) is noticed
+# within about a minute, not after the kernel's two hours: keepalive probes start after 30 s of
+# silence, three unanswered ones 10 s apart drop the connection, and so does data unacknowledged for
+# 60 s. A caller waiting on such a connection then gets an OperationalError it can retry or report.
+TCP_DEFAULTS = {"keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3, "tcp_user_timeout": 60_000}
 
 
 def describe_url(url: str) -> str:
@@ -29,8 +34,9 @@ def describe_url(url: str) -> str:
     return f"{host}:{port}/{dbname}"
 
 
-def _conninfo(url: str) -> str:
-    """The URL as a conninfo string with our defaults, unless the URL sets them itself."""
+def conninfo_with_defaults(url: str) -> str:
+    """The URL as a conninfo string with our connect timeout, application name and TCP settings,
+    each unless the URL sets it itself."""
     try:
         params = conninfo.conninfo_to_dict(url)
     except psycopg.ProgrammingError as exc:
@@ -39,6 +45,8 @@ def _conninfo(url: str) -> str:
         raise UsageError(f"invalid database URL: {reason}") from None
     params.setdefault("connect_timeout", CONNECT_TIMEOUT_SECONDS)
     params.setdefault("application_name", APPLICATION_NAME)
+    for key, value in TCP_DEFAULTS.items():
+        params.setdefault(key, value)
     return conninfo.make_conninfo("", **params)
 
 
@@ -50,7 +58,7 @@ def _first_line(exc: BaseException) -> str:
 def connect(url: str, *, autocommit: bool = False) -> psycopg.Connection[Any]:
     """One connection; a server that does not answer within 5 s becomes `DatabaseUnavailable`."""
     try:
-        return psycopg.connect(_conninfo(url), autocommit=autocommit)
+        return psycopg.connect(conninfo_with_defaults(url), autocommit=autocommit)
     except psycopg.OperationalError as exc:
         raise DatabaseUnavailable(f"cannot reach Postgres at {describe_url(url)}: {_first_line(exc)}") from None
 
@@ -82,7 +90,7 @@ def open_pool(
                 conn.commit()
 
     pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
-        _conninfo(url),
+        conninfo_with_defaults(url),
         min_size=min_size,
         max_size=max_size,
         name=name,

@@ -9,13 +9,17 @@ from collections.abc import Callable, Iterator, Sized
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import fields
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any, TypeVar
 
 import psycopg
 import pytest
+from psycopg.conninfo import make_conninfo
 
 from sp_scheduler.errors import DatabaseUnavailable, SchemaOutOfDate, UnknownRun, UsageError
 from sp_scheduler.jobs import Trigger
+from sp_scheduler.runner import WorkerRuntime
+from sp_scheduler.settings import Settings
 from sp_scheduler.store import (
     CODE_SCHEMA_VERSION,
     Claim,
@@ -47,6 +51,7 @@ from sp_scheduler.store import (
     slot_run_id,
     write_logs,
 )
+from sp_scheduler.store.connection import TCP_DEFAULTS
 from tests.support import free_port, servers, wait_until
 from tests.support.ledger import LEDGER_READS, SLOT, claim, fill_ledger, ledger_reads
 
@@ -113,6 +118,39 @@ def test_describe_url_covers_urls_sockets_and_conninfo_strings() -> None:
     assert describe_url("postgresql://u:pw@db.example:6543/app") == "db.example:6543/app"
     assert describe_url("postgresql://postgres:@/postgres?host=/tmp/pg") == "/tmp/pg:5432/postgres"
     assert describe_url("host=localhost dbname=app password=pw") == "localhost:5432/app"
+
+
+def test_every_connection_asks_for_keepalives_and_a_tcp_user_timeout(database_url: str, tmp_path: Path) -> None:
+    # What lets a process notice a server that vanished without closing its connections (failover,
+    # partition) within a minute. Only the settings can be checked here: a local server's kernel
+    # answers keepalive probes however silent the server process is.
+    expected = {key: str(value) for key, value in TCP_DEFAULTS.items()}
+
+    def tcp_settings(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> dict[str, str]:
+        parameters = conn.info.get_parameters()
+        return {key: parameters.get(key, "") for key in expected}
+
+    with connect(database_url) as conn:
+        assert tcp_settings(conn) == expected
+    pool = open_pool(database_url, min_size=1, max_size=1)
+    try:
+        with pool.connection() as conn:
+            assert tcp_settings(conn) == expected
+    finally:
+        pool.close()
+    runtime = WorkerRuntime(Settings(database_url=database_url, config_path=tmp_path / "unused.yaml"))
+    try:
+        job_pool = runtime.job_pool()  # the jobs' own pool (ctx.db_pool)
+
+        async def job_pool_settings() -> dict[str, str]:
+            async with job_pool.connection() as conn:
+                return tcp_settings(conn)
+
+        assert runtime.loop().run_until_complete(job_pool_settings()) == expected
+    finally:
+        runtime.close()
+    with connect(make_conninfo(database_url, keepalives_idle=5)) as conn:  # the URL's own choice wins
+        assert tcp_settings(conn)["keepalives_idle"] == "5"
 
 
 def test_pool_connections_commit_each_store_call(database_url: str) -> None:
