@@ -6,7 +6,8 @@ leader sends one message per due slot carrying `scheduled_for`; slots it could n
 recorded `missed` in Postgres, and after downtime a job runs once (coalesced), never as a burst.
 
 Unlike stock RedBeat, leadership is taken and kept inside the tick (a standby polls instead of
-blocking in `beat_init`), and a Redis outage makes beat wait and retry instead of exiting.
+blocking in `beat_init`), and a Redis outage makes beat wait and retry instead of exiting. Postgres
+is never touched on the tick: beat_ledger.py does that work on its own thread.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import os
 import socket
 import time
 import uuid
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,14 +27,15 @@ from typing import TYPE_CHECKING, Any
 import redis
 from redbeat.schedulers import RedBeatScheduler, get_redis
 
-from sp_scheduler import keys, store
-from sp_scheduler.catalog import Catalog, CatalogWatch
+from sp_scheduler import keys
+from sp_scheduler.beat_ledger import BeatLedger, MissedSlots, StartupRun
+from sp_scheduler.catalog import Catalog, CatalogWatch, JobDefinition
 from sp_scheduler.config import DEFAULT_QUEUE
 from sp_scheduler.publish import BatchPublisher, Outgoing
 from sp_scheduler.runner import RunRequest, WorkerRuntime
 from sp_scheduler.schedule import CronSchedule, ScheduleDecoder, ScheduleEncoder, UndecodableSchedule
 from sp_scheduler.slots import plan_due
-from sp_scheduler.worker import TASK_NAME, reap_lost_runs, send_run
+from sp_scheduler.worker import TASK_NAME, send_run
 
 if TYPE_CHECKING:
     from sp_scheduler.metrics import BeatMetrics
@@ -47,6 +50,7 @@ UNDECODABLE_RETRY = 60.0
 LOOKAHEAD = 0.3  # seconds before a slot that beat reads and prepares its messages
 LARGE_BATCH = 100  # ticks sending at least this many slots log how long it took
 LOCK_EXTEND_EVERY = 500  # entries fired between lock extensions within one tick
+OVERRIDES_WAIT = 0.5  # how long a sync waits for fresh overrides when it needs them now (first sync, CLI)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,12 +105,18 @@ class SlotScheduler(RedBeatScheduler):  # type: ignore[misc]
         self.beat_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.leader = False
         self.startup_done = False
-        self._startup_sent: set[str] = set()
+        self._startup_waiting: dict[str, JobDefinition] | None = None  # decided once overrides are known
+        self._startup_ready: deque[StartupRun] = deque()
         self._lock: Any = None
         self._synced_at = 0.0
         self._synced_loads = -1
-        self._reaped_at = 0.0
-        self._overrides: dict[str, bool] = {}
+        self._synced_overrides = -1
+        # Every Postgres call of beat goes through this thread, never through the tick (beat_ledger.py).
+        self.ledger = BeatLedger(
+            lambda: runtime.ledger().connection(),
+            reap_interval=max(runtime.settings.lease_seconds / 3, 1.0),
+            refresh_interval=SYNC_INTERVAL,
+        )
         self.metrics: BeatMetrics | None = None
         self.publisher: BatchPublisher | None = None
         super().__init__(app, **kwargs)
@@ -131,6 +141,7 @@ class SlotScheduler(RedBeatScheduler):  # type: ignore[misc]
             return STANDBY_POLL
 
     def close(self) -> None:
+        self.ledger.stop()
         if self._lock is not None and self.leader:
             try:
                 self._lock.release()
@@ -157,6 +168,7 @@ class SlotScheduler(RedBeatScheduler):  # type: ignore[misc]
 
     def _tick(self) -> float:
         self._serve_metrics()
+        self.ledger.start()
         if self.metrics is not None:
             self.metrics.leader.set(1 if self.leader else 0)
         client = get_redis(self.app)
@@ -167,12 +179,12 @@ class SlotScheduler(RedBeatScheduler):  # type: ignore[misc]
         elif not self._lock.extend(LOCK_TTL, replace_ttl=True):
             self._step_down("lost the leader lock", None)
             return STANDBY_POLL
+        self.ledger.leading = True  # the ledger thread reaps lost runs while this beat leads
         self._fire_due(client)  # first: due slots must not wait behind housekeeping
         now = time.time()
         self._maybe_sync(client, now)
         if not self.startup_done:
             self._send_startup_runs()
-        self._maybe_reap(now)
         self._heartbeat(client)
         return self._sleep_until_next(client)
 
@@ -192,6 +204,7 @@ class SlotScheduler(RedBeatScheduler):  # type: ignore[misc]
         else:
             log.warning("beat waiting", extra={"beat": self.beat_id, "reason": why, "error": repr(exc)})
         self.leader = False
+        self.ledger.leading = False
 
     def _heartbeat(self, client: Any) -> None:
         now = time.time()
@@ -219,24 +232,19 @@ class SlotScheduler(RedBeatScheduler):  # type: ignore[misc]
 
     def _maybe_sync(self, client: Any, now: float) -> None:
         catalog = self.watch.catalog()
-        flagged = client.getdel(keys.SYNC_REQUESTED) is not None
-        changed = self.watch.reloaded != self._synced_loads
+        flagged = client.getdel(keys.SYNC_REQUESTED) is not None  # the CLI changed an override
+        if flagged or self._synced_overrides < 0:  # ...or this is the first sync: wait briefly for them
+            self.ledger.refresh_overrides(OVERRIDES_WAIT)
+        changed = self.watch.reloaded != self._synced_loads or self.ledger.overrides()[0] != self._synced_overrides
         if changed or flagged or now - self._synced_at >= SYNC_INTERVAL:
             self.sync_entries(client, catalog)
             self._synced_loads = self.watch.reloaded
             self._synced_at = now
 
-    def _load_overrides(self) -> dict[str, bool]:
-        try:
-            with self.runtime.ledger().connection() as conn:
-                self._overrides = {name: o.enabled for name, o in store.get_overrides(conn).items()}
-        except Exception as exc:  # Postgres down: keep the overrides we knew
-            log.warning("cannot read overrides; using the last known", extra={"error": str(exc)})
-        return self._overrides
-
     def sync_entries(self, client: Any, catalog: Catalog) -> None:
-        """Add new jobs, update changed ones, remove deleted or disabled ones."""
-        desired = desired_entries(catalog, self._load_overrides())
+        """Add new jobs, update changed ones, remove deleted or disabled ones (overrides as last read)."""
+        self._synced_overrides, overrides = self.ledger.overrides()
+        desired = desired_entries(catalog, overrides)
         schedule_key = keys.schedule_key()
         existing = {key[len(keys.REDBEAT_PREFIX) :]: key for key in client.zrange(schedule_key, 0, -1)}
         with client.pipeline() as pipe:
@@ -357,53 +365,46 @@ class SlotScheduler(RedBeatScheduler):  # type: ignore[misc]
         message = "missed: no beat was running (or it fell behind) at this slot"
         message += "; the newest slot ran as the catch-up" if caught_up else "; past misfire_grace, not run"
         log.warning("slots missed", extra={"job": job_name, "missed": total, "caught_up": caught_up})
-        try:
-            with self.runtime.ledger().connection() as conn:
-                store.record_slots(conn, job_name=job_name, slots=slots, status="missed", message=message)
-        except Exception as exc:  # history is best effort here; the schedule must keep going
-            log.error("cannot record missed slots", extra={"job": job_name, "error": str(exc)})
+        self.ledger.record_missed(MissedSlots(job_name, slots, message))
 
     # -- startup jobs and lost runs ------------------------------------------------------------------------
 
     def _send_startup_runs(self) -> None:
-        """Jobs whose code says run_on_startup and whose YAML (and override) enables them, once per process."""
-        catalog = self.watch.catalog()
-        pending = [
-            d
-            for d in catalog
-            if catalog.scheduler_enabled
-            and d.run_on_startup
-            and d.enabled(self._overrides.get(d.name))
-            and d.name not in self._startup_sent
-        ]
-        try:
-            with self.runtime.ledger().connection() as conn:
-                for definition in pending:
-                    run_id = str(uuid.uuid4())
-                    store.enqueue_run(
-                        conn,
-                        run_id=run_id,
-                        job_name=definition.name,
-                        trigger="startup",
-                        scheduled_for=None,
-                        params=dict(definition.params),
-                    )
-                    send_run(
-                        self.app,
-                        RunRequest(definition.name, "startup", None, run_id),
-                        queue=definition.queue,
-                        timeout=definition.timeout,
-                        producer=self.producer,
-                    )
-                    self._startup_sent.add(definition.name)
-                    log.info("startup run sent", extra={"job": definition.name, "run_id": run_id})
-        except Exception as exc:  # the rest are retried next tick; each sent one is in the ledger
-            log.error("cannot send startup runs; retrying", extra={"error": str(exc)})
-            return
-        self.startup_done = True
+        """Jobs whose code says run_on_startup and whose YAML (and override) enables them, once per process.
 
-    def _maybe_reap(self, now: float) -> None:
-        if now - self._reaped_at < max(self.runtime.settings.lease_seconds / 3, 1.0):
-            return
-        self._reaped_at = now
-        reap_lost_runs(self.runtime)
+        The ledger thread records each as queued; the tick publishes it once its row is committed, and
+        a publish that fails is retried next tick under the same run id.
+        """
+        if self._startup_waiting is None:
+            version, overrides = self.ledger.overrides()
+            if version == 0:
+                return  # the overrides decide which jobs start: wait for their first read
+            catalog = self.watch.catalog()
+            self._startup_waiting = {
+                d.name: d
+                for d in catalog
+                if catalog.scheduler_enabled and d.run_on_startup and d.enabled(overrides.get(d.name))
+            }
+            self.ledger.queue_startup(
+                [StartupRun(d.name, str(uuid.uuid4()), dict(d.params)) for d in self._startup_waiting.values()]
+            )
+        self._startup_ready.extend(self.ledger.take_queued())
+        while self._startup_ready:
+            run = self._startup_ready[0]
+            definition = self._startup_waiting[run.job_name]
+            try:
+                send_run(
+                    self.app,
+                    RunRequest(run.job_name, "startup", None, run.run_id),
+                    queue=definition.queue,
+                    timeout=definition.timeout,
+                    producer=self.producer,
+                )
+            except Exception as exc:  # the broker is away: the queued row waits, the publish is retried
+                log.error("cannot send startup run; retrying", extra={"job": run.job_name, "error": str(exc)})
+                return
+            self._startup_ready.popleft()
+            del self._startup_waiting[run.job_name]
+            log.info("startup run sent", extra={"job": run.job_name, "run_id": run.run_id})
+        if not self._startup_waiting:
+            self.startup_done = True

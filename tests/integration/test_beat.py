@@ -3,22 +3,31 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
 import pytest
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from sp_scheduler.embedded import embedded_redis
 from tests.integration.conftest import System
 from tests.support import free_port, wait_until
+from tests.support.proxy import CuttableProxy
 
 pytestmark = pytest.mark.integration
 
 
 def job(name: str, schedule: str, job_name: str = "noop", **options: object) -> dict[str, object]:
     return {"name": name, "extension": "testing", "job": job_name, "schedule": schedule, "enabled": True, **options}
+
+
+def postgres_address(url: str) -> tuple[str, int] | str:
+    """Where the test's Postgres listens, as CuttableProxy takes it: (host, port) or a socket path."""
+    info = conninfo_to_dict(url)
+    host, port = str(info.get("host") or "127.0.0.1"), int(info.get("port") or 5432)
+    return f"{host}/.s.PGSQL.{port}" if host.startswith("/") else (host, port)
 
 
 def slots(rows: list[dict[str, Any]], status: str | None = None) -> list[datetime]:
@@ -247,3 +256,28 @@ def test_beat_and_worker_refuse_an_unmigrated_database(system: System, empty_dat
         process = start_process(command, [command], system.env(SP_DATABASE_URL=empty_database_url), system.log_dir)
         assert process.popen.wait(timeout=60) == 4, process.output()
         assert "run `sp-scheduler db migrate`" in process.output()
+
+
+def test_beat_keeps_time_and_the_lead_while_postgres_is_away(system: System) -> None:
+    # Beat's own Postgres work (lost-run reaper, overrides, missed slots) is best effort: with its
+    # database gone, slots still leave on time and the leader keeps its lock. The worker keeps its own
+    # connection here, so the runs it records show when beat published them.
+    proxy = CuttableProxy(postgres_address(system.database_url))
+    proxied = make_conninfo(system.database_url, host="127.0.0.1", port=proxy.port)
+    system.configure([job("tick", "* * * * * *", overlap="allow")])
+    system.worker(concurrency=2)
+    beat = system.beat(SP_DATABASE_URL=proxied, SP_RUN_LEASE="3")  # reap every second: Postgres each tick
+    wait_until(lambda: len(slots(system.history("tick"), "succeeded")) >= 2, timeout=30)
+    proxy.cut()
+    cut_at = datetime.now(UTC)
+    try:
+        wait_until(lambda: "cannot reach" in beat.output() or "failed" in beat.output(), timeout=20)
+        wait_until(lambda: len([s for s in slots(system.history("tick")) if s > cut_at]) >= 8, timeout=30)
+    finally:
+        proxy.restore()
+    rows = [r for r in system.history("tick") if datetime.fromisoformat(r["scheduled_for"]) > cut_at]
+    away = sorted(datetime.fromisoformat(r["scheduled_for"]) for r in rows)[:8]
+    assert [b - a for a, b in pairwise(away)] == [timedelta(seconds=1)] * 7
+    lateness = sorted(r["lateness_ms"] for r in rows if datetime.fromisoformat(r["scheduled_for"]) in away)
+    assert lateness[-1] < 500, f"slots left late while Postgres was away: {lateness} ms"
+    assert "beat stepped down" not in beat.output()

@@ -1,0 +1,215 @@
+"""Beat's Postgres work on a thread of its own, so a slow or absent Postgres never holds up a slot.
+
+Beat publishes slots through Redis alone. Postgres is where it records missed slots, queues startup
+runs, reads the enable/disable overrides and reaps lost runs; all of that happens here. The tick
+hands work over and reads the last overrides without waiting (except, briefly, for a sync the CLI
+asked for), and this thread retries what failed, pausing longer each time, until Postgres answers.
+Before, each of those calls waited on the tick for up to the pool's timeout: with Postgres away,
+slots went out seconds late, were recorded missed, and the leader lost its lock.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager, suppress
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import psycopg
+
+from sp_scheduler import store
+
+log = logging.getLogger(__name__)
+
+LedgerConnection = Callable[[], AbstractContextManager[psycopg.Connection[Any]]]
+RETRY_DELAYS = (0.5, 1.0, 2.0, 5.0, 10.0)  # pauses after consecutive failures; the last one repeats
+MAX_PENDING_MISSED = 1000  # batches of missed slots kept while Postgres is away; the oldest go first
+STOP_TIMEOUT = 5.0  # at shutdown, how long the thread may keep trying to write what is pending
+
+
+@dataclass(frozen=True, slots=True)
+class MissedSlots:
+    """Slots of one job that will not run, to be recorded `missed` with the reason."""
+
+    job_name: str
+    slots: tuple[datetime, ...]
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class StartupRun:
+    """A startup run to record as queued; the tick publishes it once the row is committed."""
+
+    job_name: str
+    run_id: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+
+class BeatLedger:
+    """One thread doing beat's Postgres work; every method the tick calls returns at once."""
+
+    def __init__(
+        self,
+        connection: LedgerConnection,
+        *,
+        reap_interval: float,
+        refresh_interval: float,
+        reap: Callable[[psycopg.Connection[Any]], object] = store.reap_lost,
+    ) -> None:
+        self._connection = connection
+        self._reap = reap
+        self.reap_interval = reap_interval
+        self.refresh_interval = refresh_interval
+        self.leading = False  # the tick sets it; only a leading beat reaps
+        self._wake = threading.Condition()
+        self._missed: deque[MissedSlots] = deque()
+        self._startup: list[StartupRun] = []
+        self._queued: list[StartupRun] = []
+        self._overrides: dict[str, bool] = {}
+        self._overrides_version = 0  # 0: never read
+        self._refresh_requested = True
+        self._refreshed_at = 0.0
+        self._reaped_at = 0.0
+        self._failures = 0
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+
+    # -- the tick's side -------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        with self._wake:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name="sp-beat-ledger", daemon=True)
+                self._thread.start()
+
+    def record_missed(self, missed: MissedSlots) -> None:
+        with self._wake:
+            if len(self._missed) >= MAX_PENDING_MISSED:
+                dropped = self._missed.popleft()
+                log.error(
+                    "missed slots not recorded: too many waiting for Postgres",
+                    extra={"job": dropped.job_name, "missed": len(dropped.slots)},
+                )
+            self._missed.append(missed)
+            self._wake.notify()
+
+    def queue_startup(self, runs: list[StartupRun]) -> None:
+        """Record these runs as queued; `take_queued` hands them back once committed."""
+        with self._wake:
+            self._startup.extend(runs)
+            self._wake.notify()
+
+    def take_queued(self) -> list[StartupRun]:
+        with self._wake:
+            queued, self._queued = self._queued, []
+        return queued
+
+    def overrides(self) -> tuple[int, dict[str, bool]]:
+        """(version, overrides) as last read; the version changes whenever a read finds them changed."""
+        with self._wake:
+            return self._overrides_version, self._overrides
+
+    def refresh_overrides(self, wait: float) -> None:
+        """Ask for a fresh read of the overrides and wait up to `wait` seconds for it."""
+        deadline = time.monotonic() + wait
+        with self._wake:
+            self._refresh_requested = True
+            self._wake.notify_all()
+            while self._refresh_requested and (remaining := deadline - time.monotonic()) > 0:
+                self._wake.wait(remaining)
+
+    def stop(self, timeout: float = STOP_TIMEOUT) -> None:
+        """Write what is pending (up to `timeout` seconds), then end the thread."""
+        with self._wake:
+            self._stopping = True
+            self._wake.notify_all()
+            thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+
+    # -- the thread ------------------------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        stop_at: float | None = None
+        while True:
+            with self._wake:
+                while not self._stopping and (delay := self._next_due() - time.monotonic()) > 0:
+                    self._wake.wait(delay)
+                if self._stopping:
+                    stop_at = stop_at or time.monotonic() + STOP_TIMEOUT
+                    if not (self._missed or self._startup) or time.monotonic() > stop_at:
+                        return
+            try:
+                self._work()
+            except Exception as exc:  # Postgres away or failing: keep everything, pause, try again
+                pause = RETRY_DELAYS[min(self._failures, len(RETRY_DELAYS) - 1)]
+                self._failures += 1
+                log.warning("beat's ledger work failed; retrying", extra={"error": str(exc), "retry_in": pause})
+                with self._wake:
+                    self._wake.wait(pause)
+            else:
+                self._failures = 0
+
+    def _next_due(self) -> float:
+        """When the thread has something to do next (monotonic); called with the lock held."""
+        if self._missed or self._startup or self._refresh_requested:
+            return 0.0
+        due = self._refreshed_at + self.refresh_interval
+        return min(due, self._reaped_at + self.reap_interval) if self.leading else due
+
+    def _work(self) -> None:
+        now = time.monotonic()
+        with self._connection() as conn:
+            if self._refresh_requested or now >= self._refreshed_at + self.refresh_interval:
+                self._read_overrides(conn, now)
+            self._write_missed(conn)
+            self._write_startup(conn)
+            if self.leading and now >= self._reaped_at + self.reap_interval:
+                self._reaped_at = now
+                self._reap(conn)
+
+    def _read_overrides(self, conn: psycopg.Connection[Any], now: float) -> None:
+        overrides = {name: o.enabled for name, o in store.get_overrides(conn).items()}
+        with self._wake:
+            if overrides != self._overrides or self._overrides_version == 0:
+                self._overrides = overrides
+                self._overrides_version += 1
+            self._refresh_requested = False
+            self._refreshed_at = now
+            self._wake.notify_all()
+
+    def _write_missed(self, conn: psycopg.Connection[Any]) -> None:
+        while True:
+            with self._wake:
+                if not self._missed:
+                    return
+                missed = self._missed[0]
+            store.record_slots(
+                conn, job_name=missed.job_name, slots=missed.slots, status="missed", message=missed.message
+            )
+            with self._wake:
+                if self._missed and self._missed[0] is missed:
+                    self._missed.popleft()
+
+    def _write_startup(self, conn: psycopg.Connection[Any]) -> None:
+        with self._wake:
+            runs = list(self._startup)
+        for run in runs:
+            # UniqueViolation: an earlier attempt committed before its connection broke; the row is there.
+            with suppress(psycopg.errors.UniqueViolation):
+                store.enqueue_run(
+                    conn,
+                    run_id=run.run_id,
+                    job_name=run.job_name,
+                    trigger="startup",
+                    scheduled_for=None,
+                    params=run.params,
+                )
+            with self._wake:
+                self._startup.remove(run)
+                self._queued.append(run)
