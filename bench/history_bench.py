@@ -17,16 +17,14 @@ import os
 import statistics
 import sys
 import time
-import uuid
 from pathlib import Path
-
-import psycopg
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sp_scheduler.store import connect, migrate  # noqa: E402
+from sp_scheduler.store import connect  # noqa: E402
 from tests.support.ledger import LEDGER_READS, fill_ledger, ledger_reads  # noqa: E402
+from tests.support.servers import scratch_database  # noqa: E402
 
 FILL_CHUNK = 500_000  # rows per INSERT, so progress shows and no single statement holds the table long
 
@@ -37,42 +35,34 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=20)
     options = parser.parse_args()
     server = os.environ.get("SP_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-    name = f"sp_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(server, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        with connect(server.rsplit("/", 1)[0] + f"/{name}", autocommit=True) as conn:
-            migrate(conn)
-            started = time.perf_counter()
-            for done in range(0, options.rows, FILL_CHUNK):
-                fill_ledger(conn, min(FILL_CHUNK, options.rows - done), first=done + 1)
-            size = conn.execute(
-                "SELECT pg_size_pretty(pg_total_relation_size('sp_job_runs')), relpages FROM pg_class"
-                " WHERE relname = 'sp_job_runs'"
-            ).fetchone()
-            assert size is not None
-            print(
-                f"rows={options.rows:,} filled in {time.perf_counter() - started:.0f} s;"
-                f" sp_job_runs {size[0]} with indexes, {size[1]:,} heap pages; calls={options.calls}"
-            )
-            print(f"{'read':46} {'rows':>5} {'median ms':>9} {'max ms':>7} {'blocks':>7} {'seq scans':>9}")
-            for label, read in LEDGER_READS.items():
-                found = read(conn)
-                scans, blocks = ledger_reads(conn)
+    with scratch_database(server, migrated=True) as url, connect(url, autocommit=True) as conn:
+        started = time.perf_counter()
+        for done in range(0, options.rows, FILL_CHUNK):
+            fill_ledger(conn, min(FILL_CHUNK, options.rows - done), first=done + 1)
+        size = conn.execute(
+            "SELECT pg_size_pretty(pg_total_relation_size('sp_job_runs')), relpages FROM pg_class"
+            " WHERE relname = 'sp_job_runs'"
+        ).fetchone()
+        assert size is not None
+        print(
+            f"rows={options.rows:,} filled in {time.perf_counter() - started:.0f} s;"
+            f" sp_job_runs {size[0]} with indexes, {size[1]:,} heap pages; calls={options.calls}"
+        )
+        print(f"{'read':46} {'rows':>5} {'median ms':>9} {'max ms':>7} {'blocks':>7} {'seq scans':>9}")
+        for label, read in LEDGER_READS.items():
+            found = read(conn)
+            scans, blocks = ledger_reads(conn)
+            read(conn)
+            scans_after, blocks_after = ledger_reads(conn)
+            times = []
+            for _ in range(options.calls):
+                start = time.perf_counter()
                 read(conn)
-                scans_after, blocks_after = ledger_reads(conn)
-                times = []
-                for _ in range(options.calls):
-                    start = time.perf_counter()
-                    read(conn)
-                    times.append(time.perf_counter() - start)
-                print(
-                    f"{label:46} {len(found):5d} {statistics.median(times) * 1000:9.2f} {max(times) * 1000:7.2f}"
-                    f" {blocks_after - blocks:7d} {scans_after - scans:9d}"
-                )
-    finally:
-        with psycopg.connect(server, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                times.append(time.perf_counter() - start)
+            print(
+                f"{label:46} {len(found):5d} {statistics.median(times) * 1000:9.2f} {max(times) * 1000:7.2f}"
+                f" {blocks_after - blocks:7d} {scans_after - scans:9d}"
+            )
 
 
 if __name__ == "__main__":

@@ -34,7 +34,8 @@ from psycopg.types.json import Jsonb
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sp_scheduler.store import RunOutcome, claim_run, migrate  # noqa: E402
+from sp_scheduler.store import RunOutcome, claim_run  # noqa: E402
+from tests.support.servers import scratch_database  # noqa: E402
 
 CLAIM_AFTER = (
     "SELECT c.outcome, c.reason, (c.run).* FROM sp_claim_run_after(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) AS c"
@@ -115,29 +116,21 @@ def main() -> None:
     options = parser.parse_args()
     server = os.environ.get("SP_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
     sync = os.environ.get("SP_LEDGER_SYNC_COMMIT", "on")
-    name = f"sp_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(server, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
     results: dict[str, list[tuple[float, float, float | None]]] = {}
-    try:
-        with psycopg.connect(server.rsplit("/", 1)[0] + f"/{name}", autocommit=True) as conn:
-            migrate(conn)
-            if sync == "off":
-                conn.execute("SET synchronous_commit = off")
-            pid = conn.info.backend_pid
-            statements = Statements(conn)
-            sides = {
-                "SELECT 1": statements.select_one,
-                "insert one run row": statements.insert_row,
-                "claim + outcome, raw": statements.claim_raw,
-                "claim + outcome, store": statements.claim_wrapped,
-            }
-            for _ in range(options.rounds):
-                for label, call in sides.items():
-                    results.setdefault(label, []).append(measure(call, options.calls, pid))
-    finally:
-        with psycopg.connect(server, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with scratch_database(server, migrated=True) as url, psycopg.connect(url, autocommit=True) as conn:
+        if sync == "off":
+            conn.execute("SET synchronous_commit = off")
+        pid = conn.info.backend_pid
+        statements = Statements(conn)
+        sides = {
+            "SELECT 1": statements.select_one,
+            "insert one run row": statements.insert_row,
+            "claim + outcome, raw": statements.claim_raw,
+            "claim + outcome, store": statements.claim_wrapped,
+        }
+        for _ in range(options.rounds):
+            for label, call in sides.items():
+                results.setdefault(label, []).append(measure(call, options.calls, pid))
     print(f"calls={options.calls} rounds={options.rounds} synchronous_commit={sync}; medians, microseconds per call")
     print(f"{'statement':24} {'wall':>7} {'client CPU':>11} {'server CPU':>11}")
     for label, rounds in results.items():

@@ -8,11 +8,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from click.testing import CliRunner, Result
 
 from sp_scheduler.cli import cli
+from sp_scheduler.store import connect
 from tests.support.processes import ManagedProcess, service_env, start_beat, start_worker, write_config
+from tests.support.proxy import CuttableProxy, postgres_proxy
 
 pytestmark = pytest.mark.integration
 
@@ -67,3 +70,18 @@ def system(database_url: str, redis_url: str, tmp_path: Path) -> Iterator[System
     yield world
     for process in world.processes:
         process.stop()
+
+
+@pytest.fixture
+def conn(database_url: str) -> Iterator[psycopg.Connection[Any]]:
+    """An autocommit connection to the test's database."""
+    with connect(database_url, autocommit=True) as connection:
+        yield connection
+
+
+@pytest.fixture
+def proxy(database_url: str) -> Iterator[CuttableProxy]:
+    """A proxy in front of the test's Postgres (`tests.support.proxy.through` gives the URL), cut at the end."""
+    cuttable = postgres_proxy(database_url)
+    yield cuttable
+    cuttable.cut()

@@ -9,25 +9,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from sp_scheduler.embedded import embedded_redis
 from tests.integration.conftest import System
 from tests.support import free_port, wait_until
-from tests.support.proxy import CuttableProxy
+from tests.support.proxy import postgres_proxy, through
 
 pytestmark = pytest.mark.integration
 
 
 def job(name: str, schedule: str, job_name: str = "noop", **options: object) -> dict[str, object]:
     return {"name": name, "extension": "testing", "job": job_name, "schedule": schedule, "enabled": True, **options}
-
-
-def postgres_address(url: str) -> tuple[str, int] | str:
-    """Where the test's Postgres listens, as CuttableProxy takes it: (host, port) or a socket path."""
-    info = conninfo_to_dict(url)
-    host, port = str(info.get("host") or "127.0.0.1"), int(info.get("port") or 5432)
-    return f"{host}/.s.PGSQL.{port}" if host.startswith("/") else (host, port)
 
 
 def slots(rows: list[dict[str, Any]], status: str | None = None) -> list[datetime]:
@@ -262,11 +254,11 @@ def test_beat_keeps_time_and_the_lead_while_postgres_is_away(system: System) -> 
     # Beat's own Postgres work (lost-run reaper, overrides, missed slots) is best effort: with its
     # database gone, slots still leave on time and the leader keeps its lock. The worker keeps its own
     # connection here, so the runs it records show when beat published them.
-    proxy = CuttableProxy(postgres_address(system.database_url))
-    proxied = make_conninfo(system.database_url, host="127.0.0.1", port=proxy.port)
+    proxy = postgres_proxy(system.database_url)
     system.configure([job("tick", "* * * * * *", overlap="allow")])
     system.worker(concurrency=2)
-    beat = system.beat(SP_DATABASE_URL=proxied, SP_RUN_LEASE="3")  # reap every second: Postgres each tick
+    # SP_RUN_LEASE=3: beat reaps every second, so its ledger work comes due on every tick.
+    beat = system.beat(SP_DATABASE_URL=through(system.database_url, proxy), SP_RUN_LEASE="3")
     wait_until(lambda: len(slots(system.history("tick"), "succeeded")) >= 2, timeout=30)
     proxy.cut()
     cut_at = datetime.now(UTC)

@@ -9,33 +9,16 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import psycopg
 import pytest
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from sp_scheduler.beat_ledger import BeatLedger, MissedSlots, StartupRun
-from sp_scheduler.store import connect, get_run, history, open_pool, set_enabled, slot_run_id
+from sp_scheduler.store import get_run, history, open_pool, set_enabled, slot_run_id
 from tests.support import wait_until
-from tests.support.proxy import CuttableProxy
+from tests.support.proxy import CuttableProxy, through
 
 pytestmark = pytest.mark.integration
 
 SLOT = datetime(2026, 7, 1, 9, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def conn(database_url: str) -> Iterator[psycopg.Connection[Any]]:
-    with connect(database_url, autocommit=True) as connection:
-        yield connection
-
-
-@pytest.fixture
-def proxy(database_url: str) -> Iterator[CuttableProxy]:
-    info = conninfo_to_dict(database_url)
-    host, port = str(info.get("host") or "127.0.0.1"), int(info.get("port") or 5432)
-    cuttable = CuttableProxy(f"{host}/.s.PGSQL.{port}" if host.startswith("/") else (host, port))
-    yield cuttable
-    cuttable.cut()
 
 
 @contextmanager
@@ -51,6 +34,12 @@ def running_ledger(url: str, reap_interval: float = 60.0) -> Iterator[BeatLedger
         pool.close()
 
 
+def collect_queued(ledger: BeatLedger, into: list[StartupRun]) -> list[StartupRun]:
+    """Add the startup runs the ledger hands back since the last call to `into`; return `into`."""
+    into.extend(ledger.take_queued())
+    return into
+
+
 def test_missed_slots_and_startup_runs_handed_over_are_recorded(database_url: str, conn: Any) -> None:
     with running_ledger(database_url) as ledger:
         ledger.record_missed(MissedSlots("tick", (SLOT, SLOT + timedelta(seconds=1)), "missed: beat was down"))
@@ -58,7 +47,7 @@ def test_missed_slots_and_startup_runs_handed_over_are_recorded(database_url: st
         ledger.queue_startup([run])
         wait_until(lambda: len(history(conn, job="tick")) == 2, timeout=10)
         taken: list[StartupRun] = []
-        wait_until(lambda: taken.extend(ledger.take_queued()) or taken == [run], timeout=10)
+        wait_until(lambda: collect_queued(ledger, taken) == [run], timeout=10)
     missed = history(conn, job="tick")
     assert {(r.id, r.status, r.message) for r in missed} == {
         (slot_run_id("tick", SLOT), "missed", "missed: beat was down"),
@@ -83,8 +72,7 @@ def test_overrides_are_read_on_request_and_their_version_moves_only_on_change(da
 def test_work_waits_out_a_postgres_outage_without_holding_up_the_caller(
     database_url: str, conn: Any, proxy: CuttableProxy, caplog: pytest.LogCaptureFixture
 ) -> None:
-    proxied = make_conninfo(database_url, host="127.0.0.1", port=proxy.port)
-    with running_ledger(proxied) as ledger:
+    with running_ledger(through(database_url, proxy)) as ledger:
         ledger.refresh_overrides(wait=5)
         version = ledger.overrides()[0]
         proxy.cut()
@@ -99,5 +87,5 @@ def test_work_waits_out_a_postgres_outage_without_holding_up_the_caller(
         proxy.restore()
         wait_until(lambda: len(history(conn, job="tick")) == 1, timeout=30)
         taken: list[StartupRun] = []
-        wait_until(lambda: taken.extend(ledger.take_queued()) or [r.job_name for r in taken] == ["warmup"], timeout=30)
+        wait_until(lambda: [r.job_name for r in collect_queued(ledger, taken)] == ["warmup"], timeout=30)
     assert history(conn, job="tick")[0].status == "missed"

@@ -11,33 +11,17 @@ from typing import Any
 
 import psycopg
 import pytest
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from sp_scheduler.keeper import OUTCOME_LINGER, RunKeeper
 from sp_scheduler.runlog import RunLogBuffer, run_logger
-from sp_scheduler.store import RunOutcome, RunRecord, connect, get_run, open_pool, query_logs
+from sp_scheduler.store import RunOutcome, RunRecord, get_run, open_pool, query_logs
 from tests.support import wait_until
 from tests.support.ledger import claim
-from tests.support.proxy import CuttableProxy
+from tests.support.proxy import CuttableProxy, through
 
 pytestmark = pytest.mark.integration
 
 SLOT = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def conn(database_url: str) -> Iterator[psycopg.Connection[Any]]:
-    with connect(database_url, autocommit=True) as connection:
-        yield connection
-
-
-@pytest.fixture
-def proxy(database_url: str) -> Iterator[CuttableProxy]:
-    info = conninfo_to_dict(database_url)
-    host, port = str(info.get("host") or "127.0.0.1"), int(info.get("port") or 5432)
-    cuttable = CuttableProxy(f"{host}/.s.PGSQL.{port}" if host.startswith("/") else (host, port))
-    yield cuttable
-    cuttable.cut()
 
 
 @contextmanager
@@ -52,10 +36,6 @@ def running_keeper(
     finally:
         keeper.stop(timeout=5)
         pool.close()
-
-
-def proxied(database_url: str, proxy: CuttableProxy) -> str:
-    return make_conninfo(database_url, host="127.0.0.1", port=proxy.port)
 
 
 def claimed(conn: psycopg.Connection[Any], minute: int) -> RunRecord:
@@ -129,7 +109,7 @@ def test_outcomes_a_failed_claim_gives_back_are_written_by_the_keeper_at_once(
 def test_outcomes_are_kept_through_a_postgres_outage_and_written_when_it_is_back(
     proxy: CuttableProxy, database_url: str, conn: psycopg.Connection[Any], caplog: pytest.LogCaptureFixture
 ) -> None:
-    with running_keeper(proxied(database_url, proxy)) as keeper:
+    with running_keeper(through(database_url, proxy)) as keeper:
         run = claimed(conn, 0)
         tracked(keeper, run)
         proxy.cut()
@@ -158,7 +138,7 @@ def test_stop_writes_pending_outcomes_before_returning(database_url: str, conn: 
 def test_stop_gives_up_after_its_timeout_and_leaves_the_run_to_the_reaper(
     proxy: CuttableProxy, database_url: str, conn: psycopg.Connection[Any]
 ) -> None:
-    with running_keeper(proxied(database_url, proxy)) as keeper:
+    with running_keeper(through(database_url, proxy)) as keeper:
         run = claimed(conn, 0)
         tracked(keeper, run)
         proxy.cut()

@@ -223,14 +223,10 @@ def test_unknown_job_run_is_refused_before_enqueueing(system: System) -> None:
 
 
 def test_a_slot_delivered_while_postgres_is_away_runs_once_it_is_back(system: System) -> None:
-    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+    from tests.support.proxy import postgres_proxy, through
 
-    from tests.support.proxy import CuttableProxy
-
-    info = conninfo_to_dict(system.database_url)
-    host, port = str(info.get("host") or "127.0.0.1"), int(info.get("port") or 5432)
-    proxy = CuttableProxy(f"{host}/.s.PGSQL.{port}" if host.startswith("/") else (host, port))
-    proxied = make_conninfo(system.database_url, host="127.0.0.1", port=proxy.port)
+    proxy = postgres_proxy(system.database_url)
+    proxied = through(system.database_url, proxy)
     system.configure([job("noop", schedule="* * * * * *")])
     system.worker(SP_DATABASE_URL=proxied)
     app = app_for(system)

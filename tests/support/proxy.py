@@ -69,3 +69,19 @@ class CuttableProxy:
         for sock in (source, target):
             with suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
+
+
+def postgres_proxy(database_url: str) -> CuttableProxy:
+    """A proxy in front of the Postgres server behind `database_url` (TCP or Unix socket)."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    info = conninfo_to_dict(database_url)
+    host, port = str(info.get("host") or "127.0.0.1"), int(info.get("port") or 5432)
+    return CuttableProxy(f"{host}/.s.PGSQL.{port}" if host.startswith("/") else (host, port))
+
+
+def through(database_url: str, proxy: CuttableProxy) -> str:
+    """`database_url` reaching its server through `proxy`."""
+    from psycopg.conninfo import make_conninfo
+
+    return make_conninfo(database_url, host="127.0.0.1", port=proxy.port)
