@@ -141,7 +141,6 @@ class SlotScheduler(RedBeatScheduler):  # type: ignore[misc]
             return STANDBY_POLL
 
     def close(self) -> None:
-        self.ledger.stop()
         if self._lock is not None and self.leader:
             try:
                 self._lock.release()
@@ -149,6 +148,7 @@ class SlotScheduler(RedBeatScheduler):  # type: ignore[misc]
             except redis.exceptions.RedisError:
                 pass
         self.leader = False
+        self.ledger.stop()  # after the lock: a standby need not wait while pending ledger work is written
         super().close()
 
     @property
