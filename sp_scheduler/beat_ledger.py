@@ -59,10 +59,8 @@ class BeatLedger:
         *,
         reap_interval: float,
         refresh_interval: float,
-        reap: Callable[[psycopg.Connection[Any]], object] = store.reap_lost,
     ) -> None:
         self._connection = connection
-        self._reap = reap
         self.reap_interval = reap_interval
         self.refresh_interval = refresh_interval
         self.leading = False  # the tick sets it; only a leading beat reaps
@@ -151,6 +149,8 @@ class BeatLedger:
                 self._failures += 1
                 log.warning("beat's ledger work failed; retrying", extra={"error": str(exc), "retry_in": pause})
                 with self._wake:
+                    if stop_at is not None:  # shutting down: never pause past the deadline
+                        pause = min(pause, max(stop_at - time.monotonic(), 0.0))
                     self._wake.wait(pause)
             else:
                 self._failures = 0
@@ -171,7 +171,7 @@ class BeatLedger:
             self._write_startup(conn)
             if self.leading and now >= self._reaped_at + self.reap_interval:
                 self._reaped_at = now
-                self._reap(conn)
+                store.reap_lost(conn)  # logs each run it marks lost
 
     def _read_overrides(self, conn: psycopg.Connection[Any], now: float) -> None:
         overrides = {name: o.enabled for name, o in store.get_overrides(conn).items()}

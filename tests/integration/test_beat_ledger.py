@@ -89,3 +89,16 @@ def test_work_waits_out_a_postgres_outage_without_holding_up_the_caller(
         taken: list[StartupRun] = []
         wait_until(lambda: [r.job_name for r in collect_queued(ledger, taken)] == ["warmup"], timeout=30)
     assert history(conn, job="tick")[0].status == "missed"
+
+
+def test_stop_writes_what_postgres_could_not_take_before(
+    database_url: str, conn: Any, proxy: CuttableProxy, caplog: pytest.LogCaptureFixture
+) -> None:
+    with running_ledger(through(database_url, proxy)) as ledger:
+        ledger.refresh_overrides(wait=5)
+        proxy.cut()
+        ledger.record_missed(MissedSlots("tick", (SLOT,), "missed"))
+        wait_until(lambda: "beat's ledger work failed; retrying" in caplog.messages, timeout=10)
+        proxy.restore()
+        ledger.stop(timeout=10)  # beat is shutting down: the pending record is written first
+        assert [r.status for r in history(conn, job="tick")] == ["missed"]
