@@ -138,6 +138,7 @@ def leased_redis_db(server_url: str, timeout: float = 120.0) -> Iterator[str]:
 
     try:
         number = wait_until(lease, timeout=timeout, interval=0.2, message="no free Redis test database")
+        assert number is not None  # wait_until returns only once lease() gave a number
         try:
             yield with_redis_db(server_url, number)
         finally:
