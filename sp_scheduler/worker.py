@@ -36,6 +36,23 @@ HARD_LIMIT_GRACE = 30.0
 # How long the worker's reaper waits for a ledger connection before skipping a pass.
 HOUSEKEEPING_WAIT = 1.0
 
+
+def _keepalive_options() -> dict[int, int]:
+    """TCP keepalive after 30 s of silence, three probes 10 s apart (where the platform names them)."""
+    wanted = (("TCP_KEEPIDLE", 30), ("TCP_KEEPINTVL", 10), ("TCP_KEEPCNT", 3))
+    return {getattr(socket, name): value for name, value in wanted if hasattr(socket, name)}
+
+
+# A Redis that vanishes without closing its connections (a failover, a NAT dropping an idle flow)
+# would leave a worker waiting for the reply to its BRPOP forever, consuming nothing and logging
+# nothing: keepalive probes drop such a connection within about a minute, and Celery reconnects.
+REDIS_CONNECTION_OPTIONS: dict[str, Any] = {
+    "socket_connect_timeout": 5,
+    "socket_keepalive": True,
+    "socket_keepalive_options": _keepalive_options(),
+}
+BEAT_REDIS_TIMEOUT = 5.0  # beat's Redis commands take milliseconds; past this beat steps down and retries
+
 # Publishing gives up after about a second, so a down broker becomes a one-line error, not a hang.
 PUBLISH_RETRY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.5, "interval_max": 0.5}
 
@@ -137,7 +154,7 @@ def create_app(settings: Settings | None = None) -> Celery:
         task_reject_on_worker_lost=False,  # a run killed mid-way is `lost`, never silently retried
         worker_prefetch_multiplier=1,
         task_default_queue=DEFAULT_QUEUE,
-        broker_transport_options={"visibility_timeout": DEFAULT_VISIBILITY_TIMEOUT},
+        broker_transport_options={"visibility_timeout": DEFAULT_VISIBILITY_TIMEOUT, **REDIS_CONNECTION_OPTIONS},
         broker_connection_retry_on_startup=True,
         broker_connection_max_retries=None,
         worker_hijack_root_logger=False,
@@ -146,7 +163,9 @@ def create_app(settings: Settings | None = None) -> Celery:
         enable_utc=True,
         timezone="UTC",
         redbeat_redis_url=settings.redis_url,
-        redbeat_redis_options={},  # explicit: beat's client takes none of the broker's transport options
+        # Explicit: beat's client takes none of the broker's transport options (visibility_timeout is no
+        # client argument); its commands give up after BEAT_REDIS_TIMEOUT, whatever redis-py's default.
+        redbeat_redis_options={**REDIS_CONNECTION_OPTIONS, "socket_timeout": BEAT_REDIS_TIMEOUT},
         redbeat_key_prefix="sp_scheduler:redbeat:",
     )
     runtime = WorkerRuntime(settings)

@@ -13,7 +13,7 @@ import pytest
 from sp_scheduler.embedded import embedded_redis
 from tests.integration.conftest import System
 from tests.support import free_port, wait_until
-from tests.support.proxy import postgres_proxy, through
+from tests.support.proxy import postgres_proxy, redis_proxy, through
 
 pytestmark = pytest.mark.integration
 
@@ -273,3 +273,25 @@ def test_beat_keeps_time_and_the_lead_while_postgres_is_away(system: System) -> 
     lateness = sorted(r["lateness_ms"] for r in rows if datetime.fromisoformat(r["scheduled_for"]) in away)
     assert lateness[-1] < 500, f"slots left late while Postgres was away: {lateness} ms"
     assert "beat stepped down" not in beat.output()
+
+
+def test_beat_gives_up_on_a_silent_redis_and_resumes_when_it_answers(system: System) -> None:
+    # A Redis gone silent without closing anything (a failover, a NAT dropping the flow): beat's
+    # commands must time out so it steps down and retries, instead of waiting for a reply forever.
+    proxy, proxied = redis_proxy(system.redis_url)
+    system.configure([job("tick", "* * * * * *", overlap="allow")])
+    system.worker(concurrency=2)  # on Redis directly: the runs it records show what beat sent
+    beat = system.beat(SP_REDIS_URL=proxied)
+    try:
+        wait_until(lambda: len(slots(system.history("tick"), "succeeded")) >= 2, timeout=30)
+        proxy.freeze()
+        wait_until(lambda: "Redis unreachable" in beat.output(), timeout=20, message="beat waited on a silent Redis")
+        proxy.thaw()
+        answered_at = datetime.now(UTC)
+        wait_until(
+            lambda: len([s for s in slots(system.history("tick"), "succeeded") if s > answered_at]) >= 3,
+            timeout=45,
+            message="beat did not resume once Redis answered again",
+        )
+    finally:
+        proxy.cut()

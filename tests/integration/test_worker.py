@@ -240,3 +240,25 @@ def test_a_slot_delivered_while_postgres_is_away_runs_once_it_is_back(system: Sy
     proxy.restore()
     wait_until(lambda: len([r for r in system.history("noop") if r["status"] == "succeeded"]) == 2, timeout=60)
     assert slot_run_id("noop", slot) in {r["id"] for r in system.history("noop")}
+
+
+def test_broker_and_beat_connections_ask_for_tcp_keepalives(redis_url: str) -> None:
+    # What lets a worker notice a Redis that vanished without closing its connection (its BRPOP would
+    # otherwise wait forever). Checked on real sockets; a local test cannot make Redis vanish silently.
+    from redbeat.schedulers import get_redis
+
+    app = create_app(Settings(redis_url=redis_url))
+    with app.connection_for_read() as broker:
+        clients = {"broker": broker.default_channel.client, "beat": get_redis(app)}
+        for name, client in clients.items():
+            client.ping()
+            connection = client.connection_pool.get_connection()
+            try:
+                sock = connection._sock
+                assert sock is not None
+                assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1, name
+                if hasattr(socket, "TCP_KEEPIDLE"):
+                    assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 30, name
+            finally:
+                client.connection_pool.release(connection)
+    assert get_redis(app).connection_pool.connection_kwargs["socket_timeout"] == 5.0  # beat gives up, not waits

@@ -8,7 +8,11 @@ from contextlib import suppress
 
 
 class CuttableProxy:
-    """Forwards 127.0.0.1:<port> to an upstream TCP address or unix socket path until `cut()`."""
+    """Forwards 127.0.0.1:<port> to an upstream TCP address or unix socket path until `cut()`.
+
+    `freeze()` stops forwarding while keeping every connection open, as a server (or the network in
+    between) that goes silent without closing anything; `thaw()` lets the held data through.
+    """
 
     def __init__(self, upstream: tuple[str, int] | str) -> None:
         self.upstream = upstream
@@ -16,6 +20,8 @@ class CuttableProxy:
         self._listener: socket.socket | None = None
         self._sockets: set[socket.socket] = set()
         self._lock = threading.Lock()
+        self._flowing = threading.Event()
+        self._flowing.set()
         self.restore()
 
     def restore(self) -> None:
@@ -27,8 +33,16 @@ class CuttableProxy:
         self._listener = listener
         threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
 
+    def freeze(self) -> None:
+        """Hold all data in both directions; connections stay open and new ones are accepted."""
+        self._flowing.clear()
+
+    def thaw(self) -> None:
+        self._flowing.set()
+
     def cut(self) -> None:
         """Refuse new connections and drop the open ones, as a crashed server would."""
+        self._flowing.set()  # pumps held by a freeze find their sockets closed
         with self._lock:
             listener, self._listener = self._listener, None
             sockets, self._sockets = self._sockets, set()
@@ -65,6 +79,7 @@ class CuttableProxy:
     def _pump(self, source: socket.socket, target: socket.socket) -> None:
         with suppress(OSError):
             while data := source.recv(65536):
+                self._flowing.wait()
                 target.sendall(data)
         for sock in (source, target):
             with suppress(OSError):
@@ -85,3 +100,13 @@ def through(database_url: str, proxy: CuttableProxy) -> str:
     from psycopg.conninfo import make_conninfo
 
     return make_conninfo(database_url, host="127.0.0.1", port=proxy.port)
+
+
+def redis_proxy(redis_url: str) -> tuple[CuttableProxy, str]:
+    """A proxy in front of the Redis server behind `redis_url`, and that URL through the proxy."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(redis_url)
+    proxy = CuttableProxy((parts.hostname or "127.0.0.1", parts.port or 6379))
+    netloc = parts.netloc.rsplit("@", 1)[0] + "@" if "@" in parts.netloc else ""
+    return proxy, parts._replace(netloc=f"{netloc}127.0.0.1:{proxy.port}").geturl()
