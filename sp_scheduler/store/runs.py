@@ -203,16 +203,21 @@ def _finish_args(outcomes: Sequence[RunOutcome], logs: Sequence[LogRecordRow]) -
 
 def _finished_records(outcomes: Sequence[RunOutcome], rows: Sequence[tuple[Any, ...]]) -> list[RunRecord]:
     """`sp_finish_runs`'s rows as records in the order of `outcomes`, saying which were not recorded."""
+    by_id = {str(run_uuid(outcome.run_id)): outcome for outcome in outcomes}
     found: dict[str, RunRecord] = {}
     for row in rows:
         kind, reason = row[0], row[1]
         record = RunRecord.from_values(row[2:])
         found[record.id] = record
-        if kind != "finished":
-            log.warning(
-                "run already finished; outcome not recorded",
-                extra={"job": record.job_name, "run_id": record.id, "status": record.status, "reason": reason},
-            )
+        if kind == "finished":
+            continue
+        extra = {"job": record.job_name, "run_id": record.id, "status": record.status, "reason": reason}
+        outcome = by_id.get(record.id)
+        if outcome is not None and _already_holds(record, outcome):
+            # The same outcome, written before: a retry after a connection broke between commit and reply.
+            log.info("outcome already recorded", extra=extra)
+        else:
+            log.warning("run already finished; outcome not recorded", extra=extra)
     ordered = []
     for outcome in outcomes:
         stored = found.get(str(run_uuid(outcome.run_id)))
@@ -221,6 +226,17 @@ def _finished_records(outcomes: Sequence[RunOutcome], rows: Sequence[tuple[Any, 
         else:
             ordered.append(stored)
     return ordered
+
+
+def _already_holds(record: RunRecord, outcome: RunOutcome) -> bool:
+    """Whether the row already carries exactly this outcome."""
+    return (record.status, record.message, record.items_processed, record.items_failed, record.error) == (
+        outcome.status,
+        outcome.message,
+        outcome.items_processed,
+        outcome.items_failed,
+        outcome.error,
+    ) and (outcome.duration_ms is None or record.duration_ms == outcome.duration_ms)
 
 
 def reap_lost(conn: psycopg.Connection[Any]) -> list[RunRecord]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Sized
@@ -419,11 +420,27 @@ def test_finish_run_records_the_outcome(conn: psycopg.Connection[Any]) -> None:
     assert get_run(conn, started.id) == done
 
 
-def test_finishing_twice_keeps_the_first_outcome(conn: psycopg.Connection[Any]) -> None:
+def test_finishing_twice_keeps_the_first_outcome(
+    conn: psycopg.Connection[Any], caplog: pytest.LogCaptureFixture
+) -> None:
     started = claim(conn).record
     assert started is not None
     first = finish(conn, started.id)
     assert finish(conn, started.id, status="failed", message="late") == first
+    assert "run already finished; outcome not recorded" in caplog.messages
+
+
+def test_writing_the_same_outcome_again_is_no_warning(
+    conn: psycopg.Connection[Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    # A write retried after its connection broke between commit and reply finds its own outcome there.
+    caplog.set_level(logging.INFO, logger="sp_scheduler.store.runs")
+    started = claim(conn).record
+    assert started is not None
+    first = finish(conn, started.id)
+    assert finish(conn, started.id) == first
+    assert "outcome already recorded" in caplog.messages
+    assert "run already finished; outcome not recorded" not in caplog.messages
 
 
 def test_finish_of_an_unknown_run_raises(conn: psycopg.Connection[Any]) -> None:
