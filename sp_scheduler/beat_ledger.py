@@ -14,8 +14,8 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
-from contextlib import AbstractContextManager, suppress
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -189,9 +189,10 @@ class BeatLedger:
                 if not self._missed:
                     return
                 missed = self._missed[0]
-            store.record_slots(
-                conn, job_name=missed.job_name, slots=missed.slots, status="missed", message=missed.message
-            )
+            with _refusal_logged("missed slots", missed.job_name):
+                store.record_slots(
+                    conn, job_name=missed.job_name, slots=missed.slots, status="missed", message=missed.message
+                )
             with self._wake:
                 if self._missed and self._missed[0] is missed:
                     self._missed.popleft()
@@ -200,8 +201,10 @@ class BeatLedger:
         with self._wake:
             runs = list(self._startup)
         for run in runs:
-            # UniqueViolation: an earlier attempt committed before its connection broke; the row is there.
-            with suppress(psycopg.errors.UniqueViolation):
+            # Refused or not, the run is handed back: published without its queued row, the worker's
+            # claim inserts it. A UniqueViolation is an earlier attempt that committed before its
+            # connection broke: the row is there.
+            with _refusal_logged("startup run", run.job_name), suppress(psycopg.errors.UniqueViolation):
                 store.enqueue_run(
                     conn,
                     run_id=run.run_id,
@@ -213,3 +216,17 @@ class BeatLedger:
             with self._wake:
                 self._startup.remove(run)
                 self._queued.append(run)
+
+
+@contextmanager
+def _refusal_logged(what: str, job_name: str) -> Iterator[None]:
+    """Let connection failures through, so the work is retried; log Postgres refusing the data itself
+    and go on, so one bad item never blocks the work behind it."""
+    try:
+        yield
+    except psycopg.Error as exc:
+        if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):  # the connection, not the data
+            raise
+        log.error(
+            "Postgres refused beat's ledger write; skipped", extra={"what": what, "job": job_name, "error": str(exc)}
+        )

@@ -102,3 +102,13 @@ def test_stop_writes_what_postgres_could_not_take_before(
         proxy.restore()
         ledger.stop(timeout=10)  # beat is shutting down: the pending record is written first
         assert [r.status for r in history(conn, job="tick")] == ["missed"]
+
+
+def test_work_postgres_refuses_is_logged_and_does_not_block_the_rest(
+    database_url: str, conn: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    with running_ledger(database_url) as ledger:
+        ledger.record_missed(MissedSlots("bad\x00name", (SLOT,), "missed"))  # text cannot hold NUL
+        ledger.record_missed(MissedSlots("tick", (SLOT,), "missed"))
+        wait_until(lambda: len(history(conn, job="tick")) == 1, timeout=10)
+    assert "Postgres refused beat's ledger write; skipped" in caplog.messages
