@@ -191,7 +191,10 @@ class RunKeeper:
             log.warning("cannot record run outcomes yet; retrying", extra={"runs": len(batch), "error": str(exc)})
             return False
         except Exception as exc:  # not a connectivity problem: retrying cannot help; the reaper will step in
-            log.error("cannot record run outcomes", extra={"runs": len(batch), "error": repr(exc)})
+            if len(batch) > 1:  # one outcome Postgres refuses must not take the others with it
+                log.warning("run outcomes refused as a batch; writing them one by one", extra={"runs": len(batch)})
+                return all([self._write([pending]) for pending in batch])
+            log.error("cannot record run outcome", extra={"run_id": batch[0].outcome.run_id, "error": repr(exc)})
             self._settle(batch, {}, exc)
             return True
         self._settle(batch, records, None)

@@ -257,46 +257,9 @@ def execute_run(runtime: WorkerRuntime, request: RunRequest) -> Future[store.Run
     if definition is None:
         runtime.ledger_call(lambda conn: _record_unknown(conn, request, run_id, catalog, runtime.hostname))
         return None
-    scheduled = request.trigger == "schedule"
-    # Manual runs were checked by the CLI (--force may override); slots check YAML + override here.
-    enabled = not scheduled or (catalog.scheduler_enabled and definition.yaml_enabled)
     params = {**definition.params, **request.params}
-    keeper = runtime.keeper()
-    # The outcomes of this process's earlier runs that are still waiting ride along with this claim.
-    taken = keeper.take_outcomes()
-    finishing = [pending.outcome for pending in taken]
-    logs = [line for pending in taken for line in pending.logs]
-    attempts = 0
-
-    def claim_once(conn: psycopg.Connection[Any]) -> store.Claim:
-        nonlocal attempts
-        attempts += 1
-        return store.claim_run(
-            conn,
-            run_id=run_id,
-            job_name=definition.name,
-            trigger=request.trigger,
-            scheduled_for=request.scheduled_for,
-            params=params,
-            worker=runtime.hostname,
-            lease_seconds=runtime.settings.lease_seconds,
-            overlap=definition.overlap,
-            enabled=enabled,
-            use_override=scheduled and catalog.scheduler_enabled,
-            finishing=finishing,
-            logs=logs,
-            # The first attempt may have committed before its connection broke: then the running row
-            # it left is this claim, unless this process has an earlier run of the same id in hand.
-            retrying=attempts > 1 and not keeper.tracks(run_id),
-        )
-
-    try:
-        claim = runtime.ledger_call(claim_once)
-    except BaseException:
-        keeper.release(taken)
-        raise
+    claim = _claim(runtime, request, definition, catalog, run_id, params)
     claimed = time.monotonic()
-    keeper.recorded(taken, claim.finished)
     if claim.outcome == "duplicate" or claim.record is None:
         return None
     metrics = runtime.metrics()
@@ -328,6 +291,7 @@ def execute_run(runtime: WorkerRuntime, request: RunRequest) -> Future[store.Run
         pool=runtime.job_pool(),
     )
     logger.info("job started")
+    keeper = runtime.keeper()
     keeper.track(run_id, buffer)
     try:
         outcome = _outcome(definition, ctx, runtime, claimed)
@@ -335,6 +299,69 @@ def execute_run(runtime: WorkerRuntime, request: RunRequest) -> Future[store.Run
         keeper.untrack(run_id)
         raise
     return keeper.finish(outcome)
+
+
+def _claim(
+    runtime: WorkerRuntime,
+    request: RunRequest,
+    definition: JobDefinition,
+    catalog: Catalog,
+    run_id: str,
+    params: dict[str, Any],
+) -> store.Claim:
+    """Claim the run in one statement that also records this process's waiting outcomes (keeper.py).
+
+    A broken connection is retried once (`ledger_call`), and the retry recognises a claim the first
+    attempt committed. A statement Postgres refuses is tried once more without the outcomes, so an
+    earlier run's bad outcome never costs this run its claim.
+    """
+    scheduled = request.trigger == "schedule"
+    # Manual runs were checked by the CLI (--force may override); slots check YAML + override here.
+    enabled = not scheduled or (catalog.scheduler_enabled and definition.yaml_enabled)
+    keeper = runtime.keeper()
+    taken = keeper.take_outcomes()
+    attempts = 0
+
+    def claim_once(conn: psycopg.Connection[Any]) -> store.Claim:
+        nonlocal attempts
+        attempts += 1
+        return store.claim_run(
+            conn,
+            run_id=run_id,
+            job_name=definition.name,
+            trigger=request.trigger,
+            scheduled_for=request.scheduled_for,
+            params=params,
+            worker=runtime.hostname,
+            lease_seconds=runtime.settings.lease_seconds,
+            overlap=definition.overlap,
+            enabled=enabled,
+            use_override=scheduled and catalog.scheduler_enabled,
+            finishing=[pending.outcome for pending in taken],
+            logs=[line for pending in taken for line in pending.logs],
+            # The first attempt may have committed before its connection broke: then the running row
+            # it left is this claim, unless this process has an earlier run of the same id in hand.
+            retrying=attempts > 1 and not keeper.tracks(run_id),
+        )
+
+    try:
+        try:
+            claim = runtime.ledger_call(claim_once)
+        except psycopg.DatabaseError as exc:  # refused, not the connection (that is DatabaseUnavailable)
+            if not taken:
+                raise
+            log.warning(
+                "claim could not carry earlier outcomes; claiming alone",
+                extra={"job": definition.name, "run_id": run_id, "outcomes": len(taken), "error": str(exc)},
+            )
+            keeper.release(taken)
+            taken, attempts = [], 0
+            claim = runtime.ledger_call(claim_once)
+    except BaseException:
+        keeper.release(taken)
+        raise
+    keeper.recorded(taken, claim.finished)
+    return claim
 
 
 def _record_unknown(

@@ -14,7 +14,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from sp_scheduler.errors import UsageError
-from sp_scheduler.store.records import atomic, run_uuid, where_clause
+from sp_scheduler.store.records import atomic, run_uuid, storable, where_clause
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,12 +46,12 @@ class LogRecordRow:
         """JSON-ready, `created_at` as an ISO-8601 string."""
         return {
             "created_at": self.created_at.isoformat(),
-            "level": self.level,
-            "logger": self.logger,
-            "message": self.message,
-            "job_name": self.job_name,
+            "level": storable(self.level),
+            "logger": storable(self.logger),
+            "message": storable(self.message),
+            "job_name": storable(self.job_name),
             "run_id": self.run_id,
-            "fields": dict(self.fields),
+            "fields": storable(dict(self.fields)),
         }
 
 

@@ -149,14 +149,30 @@ class RunOutcome:
         return {
             "id": self.run_id,
             "status": self.status,
-            "message": self.message,
+            "message": storable(self.message),
             "items_processed": self.items_processed,
             "items_failed": self.items_failed,
             "duration_ms": self.duration_ms,
-            "error": self.error,
-            "traceback": self.traceback,
+            "error": storable(self.error),
+            "traceback": storable(self.traceback),
             "elapsed": self.elapsed_seconds,
         }
+
+
+def storable(value: Any) -> Any:
+    """`value` (text, or JSON-like) with each NUL character replaced by U+FFFD.
+
+    Postgres text and jsonb cannot hold NUL, and a job's message, exception or log line may carry one
+    (from a file, a web page). Left in, Postgres refuses the whole statement, and with it the next
+    claim that carries the outcome, whichever job that claim is for.
+    """
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd") if "\x00" in value else value
+    if isinstance(value, dict):
+        return {storable(key): storable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [storable(item) for item in value]
+    return value
 
 
 COLUMNS = sql.SQL(", ").join(sql.Identifier(f.name) for f in fields(RunRecord))

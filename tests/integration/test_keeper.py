@@ -147,3 +147,23 @@ def test_stop_gives_up_after_its_timeout_and_leaves_the_run_to_the_reaper(
     with pytest.raises(RuntimeError, match="stopped before the outcome was recorded"):
         future.result(timeout=0)
     assert get_run(conn, run.id).status == "running"  # its lease runs out and the reaper marks it lost
+
+
+def test_an_outcome_postgres_refuses_does_not_take_the_rest_of_its_batch_with_it(
+    database_url: str, conn: psycopg.Connection[Any]
+) -> None:
+    with running_keeper(database_url, linger=3600) as keeper:  # nothing is written until released
+        runs = [claimed(conn, minute) for minute in range(3)]
+        for run in runs:
+            tracked(keeper, run)
+        counts = [1, 10**20, 2]  # the middle one is out of range for a bigint column
+        futures = [
+            keeper.finish(RunOutcome(r.id, "succeeded", "done", items_processed=n))
+            for r, n in zip(runs, counts, strict=True)
+        ]
+        keeper.release(keeper.take_outcomes())  # as a failed claim does: one batch, written at once
+        assert futures[0].result(timeout=10).items_processed == 1
+        assert futures[2].result(timeout=10).items_processed == 2
+        with pytest.raises(psycopg.DataError):
+            futures[1].result(timeout=10)
+    assert get_run(conn, runs[1].id).status == "running"  # left to the reaper

@@ -96,9 +96,38 @@ class Startup(Job):
         return JobResult.success()
 
 
+class NulBytes(Job):
+    name = "nul_bytes"
+    description = "Reports and logs text with NUL characters, which Postgres text cannot hold"
+
+    async def execute(self, ctx: JobContext) -> JobResult:
+        ctx.logger.info("read a\x00b", extra={"raw": "c\x00d"})
+        return JobResult.success().with_message("kept a\x00b")
+
+
+class HugeCount(Job):
+    name = "huge_count"
+    description = "Reports more items than a bigint holds"
+
+    async def execute(self, ctx: JobContext) -> JobResult:
+        return JobResult.success().with_stats(10**20, 0)
+
+
 extension = Extension(
     "testing",
-    (Noop(), FailSoftly(), Explode(), Sleepy(), BlockingSleepy(), Chatty(), CountRows(), Params(), Startup()),
+    (
+        Noop(),
+        FailSoftly(),
+        Explode(),
+        Sleepy(),
+        BlockingSleepy(),
+        Chatty(),
+        CountRows(),
+        Params(),
+        Startup(),
+        NulBytes(),
+        HugeCount(),
+    ),
 )
 
 # For registry tests: a second extension that reuses a job name.
