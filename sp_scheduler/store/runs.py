@@ -35,6 +35,7 @@ from sp_scheduler.store.records import (
     fetch_returned,
     run_uuid,
     slot_run_id,
+    storable,
     where_clause,
 )
 
@@ -232,10 +233,10 @@ def _already_holds(record: RunRecord, outcome: RunOutcome) -> bool:
     """Whether the row already carries exactly this outcome."""
     return (record.status, record.message, record.items_processed, record.items_failed, record.error) == (
         outcome.status,
-        outcome.message,
+        storable(outcome.message),
         outcome.items_processed,
         outcome.items_failed,
-        outcome.error,
+        storable(outcome.error),
     ) and (outcome.duration_ms is None or record.duration_ms == outcome.duration_ms)
 
 
