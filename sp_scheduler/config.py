@@ -122,6 +122,25 @@ def _unknown_keys(node: dict[Any, Any], allowed: tuple[str, ...]) -> list[str]:
     return reasons
 
 
+def _not_json(value: Any, where: str) -> str | None:
+    """Why `value` cannot travel as JSON (in task messages and the ledger's jsonb), or None if it can.
+
+    YAML reads `2024-01-01` as a date and `12:30:00` as a number of seconds; a date is no JSON value.
+    """
+    if value is None or isinstance(value, str | bool | int | float):
+        return None
+    if isinstance(value, list):
+        return next((why for i, item in enumerate(value) if (why := _not_json(item, f"{where}[{i}]"))), None)
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                return f"'{where}' keys must be strings, not {key!r}"
+            if why := _not_json(item, f"{where}.{key}"):
+                return why
+        return None
+    return f"'{where}' is a {type(value).__name__} ({value!r}); params must be JSON values: quote it to pass text"
+
+
 def _strip_lines(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _strip_lines(v) for k, v in value.items() if k != _LINE_KEY}
@@ -172,7 +191,12 @@ def _check_option_fields(entry: dict[str, Any], values: dict[str, Any], reasons:
         if not isinstance(entry["params"], dict):
             reasons.append("'params' must be a mapping of names to values")
         else:
-            values["params"] = _strip_lines(entry["params"])
+            params = _strip_lines(entry["params"])
+            not_json = _not_json(params, "params")
+            if not_json:
+                reasons.append(not_json)
+            else:
+                values["params"] = params
     if "timeout" in entry:
         timeout = entry["timeout"]
         if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0):

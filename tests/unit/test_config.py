@@ -132,6 +132,26 @@ def test_wrong_types(tmp_path: Path) -> None:
         assert expected in reasons
 
 
+def test_params_must_be_json_values(tmp_path: Path) -> None:
+    # Unquoted, YAML reads a date; a run of that job would fail to enqueue or claim with a traceback.
+    path = write(
+        tmp_path,
+        "scheduler:\n  jobs:\n"
+        "    - {name: a, extension: core, job: a, schedule: '', enabled: true,\n"
+        "       params: {since: 2024-01-01, tags: [x, {at: 2024-01-01 10:00:00}], days: 30}}\n"
+        "    - {name: b, extension: core, job: b, schedule: '', enabled: true,\n"
+        "       params: {since: '2024-01-01', ratio: 0.5, flag: true, none: null, list: [1, 'x']}}\n",
+    )
+    problems = read_config(path).problems
+    assert [(p.file.rsplit(":", 1)[-1], p.job, p.reason) for p in problems] == [
+        (
+            "3",
+            "a",
+            "'params.since' is a date (datetime.date(2024, 1, 1)); params must be JSON values: quote it to pass text",
+        )
+    ]
+
+
 def test_dom_and_dow_both_restricted_is_a_warning(tmp_path: Path) -> None:
     report = read_config(write(tmp_path, "scheduler:\n  jobs:\n" + job_yaml("either", "0 0 0 1 * 1")))
     assert not report.problems
