@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import psycopg
 import redis
 from celery import Celery
 
@@ -38,9 +37,10 @@ sys.path.insert(0, str(ROOT))
 
 from sp_scheduler.runner import RunRequest  # noqa: E402
 from sp_scheduler.settings import Settings  # noqa: E402
-from sp_scheduler.store import connect, migrate, slot_run_id  # noqa: E402
+from sp_scheduler.store import connect, slot_run_id  # noqa: E402
 from sp_scheduler.worker import create_app, send_run  # noqa: E402
 from tests.support.processes import service_env, write_config  # noqa: E402
+from tests.support.servers import scratch_database  # noqa: E402
 
 BARE_APP = """
 import os, redis
@@ -247,29 +247,17 @@ def main() -> None:
     options = parser.parse_args()
     server = os.environ.get("SP_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
     redis_url = os.environ.get("SP_REDIS_URL", "redis://127.0.0.1:6379/15")
-    name = f"sp_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(server, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    db_url = server.rsplit("/", 1)[0] + f"/{name}"
-    try:
-        with connect(db_url, autocommit=True) as conn:
-            migrate(conn)
+    with scratch_database(server, migrated=True) as db_url, tempfile.TemporaryDirectory() as directory:
         redis.Redis.from_url(redis_url).flushdb()
-        with tempfile.TemporaryDirectory() as directory:
-            tmp = Path(directory)
-            bares, floors, ourses = [], [], []
-            for round_number in range(options.rounds):
-                bares.append(bench_bare(redis_url, options.runs, options.concurrency, tmp))
-                floors.append(
-                    bench_bare(
-                        redis_url, options.runs, options.concurrency, tmp, LEDGER_FLOOR_APP, SP_DATABASE_URL=db_url
-                    )
-                )
-                base = datetime(2030, 1, 1, tzinfo=UTC) + timedelta(days=round_number)
-                ourses.append(bench_ours(db_url, redis_url, options.runs, options.concurrency, tmp, base))
-    finally:
-        with psycopg.connect(server, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        tmp = Path(directory)
+        bares, floors, ourses = [], [], []
+        for round_number in range(options.rounds):
+            bares.append(bench_bare(redis_url, options.runs, options.concurrency, tmp))
+            floors.append(
+                bench_bare(redis_url, options.runs, options.concurrency, tmp, LEDGER_FLOOR_APP, SP_DATABASE_URL=db_url)
+            )
+            base = datetime(2030, 1, 1, tzinfo=UTC) + timedelta(days=round_number)
+            ourses.append(bench_ours(db_url, redis_url, options.runs, options.concurrency, tmp, base))
     report(options, bares, floors, ourses)
 
 

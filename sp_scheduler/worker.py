@@ -25,6 +25,7 @@ from sp_scheduler.config import DEFAULT_QUEUE
 from sp_scheduler.errors import DatabaseUnavailable
 from sp_scheduler.runner import RunRequest, WorkerRuntime, execute_run
 from sp_scheduler.settings import Settings
+from sp_scheduler.store.connection import KEEPALIVE_COUNT, KEEPALIVE_IDLE, KEEPALIVE_INTERVAL
 
 TASK_NAME = "sp_scheduler.run_job"
 # Redis redelivers an unacked message after this long; it must outlast the longest run, or a
@@ -38,8 +39,8 @@ HOUSEKEEPING_WAIT = 1.0
 
 
 def _keepalive_options() -> dict[int, int]:
-    """TCP keepalive after 30 s of silence, three probes 10 s apart (where the platform names them)."""
-    wanted = (("TCP_KEEPIDLE", 30), ("TCP_KEEPINTVL", 10), ("TCP_KEEPCNT", 3))
+    """TCP keepalive as for Postgres (store/connection.py), where the platform names the options."""
+    wanted = (("TCP_KEEPIDLE", KEEPALIVE_IDLE), ("TCP_KEEPINTVL", KEEPALIVE_INTERVAL), ("TCP_KEEPCNT", KEEPALIVE_COUNT))
     return {getattr(socket, name): value for name, value in wanted if hasattr(socket, name)}
 
 

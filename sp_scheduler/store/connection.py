@@ -19,7 +19,14 @@ APPLICATION_NAME = "sp-scheduler"
 # within about a minute, not after the kernel's two hours: keepalive probes start after 30 s of
 # silence, three unanswered ones 10 s apart drop the connection, and so does data unacknowledged for
 # 60 s. A caller waiting on such a connection then gets an OperationalError it can retry or report.
-TCP_DEFAULTS = {"keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3, "tcp_user_timeout": 60_000}
+# The Redis connections (worker.py) use the same keepalive numbers.
+KEEPALIVE_IDLE, KEEPALIVE_INTERVAL, KEEPALIVE_COUNT = 30, 10, 3
+TCP_DEFAULTS = {
+    "keepalives_idle": KEEPALIVE_IDLE,
+    "keepalives_interval": KEEPALIVE_INTERVAL,
+    "keepalives_count": KEEPALIVE_COUNT,
+    "tcp_user_timeout": 60_000,
+}
 
 
 def describe_url(url: str) -> str:
