@@ -96,13 +96,39 @@ def _read_yaml(path: Path, problems: list[Problem]) -> Any:
         problems.append(Problem(str(path), None, f"cannot read: {exc.strerror}"))
         return None
     try:
-        return yaml.load(text, Loader=_LineLoader)  # _LineLoader is a SafeLoader
+        document = yaml.load(text, Loader=_LineLoader)  # _LineLoader is a SafeLoader
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
         problems.append(Problem(where, None, f"invalid YAML: {exc.problem}"))
     except yaml.YAMLError as exc:
         problems.append(Problem(str(path), None, f"invalid YAML: {exc}"))
+    else:
+        line = _recursive_alias_line(document, ())
+        if line is None:
+            return document
+        where = f"{path}:{line}" if line else str(path)
+        problems.append(Problem(where, None, "invalid YAML: an alias refers to a node that contains it (a cycle)"))
+    return None
+
+
+def _recursive_alias_line(value: Any, enclosing: tuple[int, ...]) -> int | None:
+    """The line of a mapping or list that contains itself through an alias (0 if unknown), else None.
+
+    A safe loader builds such a cycle without complaint, and every walk over the config would then
+    recurse until Python gives up.
+    """
+    if not isinstance(value, dict | list):
+        return None
+    if id(value) in enclosing:
+        return 0
+    inside = (*enclosing, id(value))
+    children = value.values() if isinstance(value, dict) else value
+    for child in children:
+        found = _recursive_alias_line(child, inside)
+        if found is not None:
+            line = value.get(_LINE_KEY) if isinstance(value, dict) else None
+            return found or (line if isinstance(line, int) else 0)
     return None
 
 

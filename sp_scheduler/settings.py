@@ -9,11 +9,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from sp_scheduler.errors import UsageError
+from sp_scheduler.redact import redact_url
 
 DEFAULT_CONFIG = Path("services/scheduler/config.yaml")
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+REDIS_SCHEMES = ("redis", "rediss", "unix")
 
 
 def _env_float(env: Mapping[str, str], name: str, default: float) -> float:
@@ -27,6 +30,39 @@ def _env_float(env: Mapping[str, str], name: str, default: float) -> float:
     if value <= 0:
         raise UsageError(f"environment variable {name}={raw!r} must be positive")
     return value
+
+
+def _env_int(env: Mapping[str, str], name: str, default: int, *, minimum: int, maximum: int) -> int:
+    """A whole number within bounds: `SP_DB_POOL_SIZE=0.5` is an error, not a pool of 0."""
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise UsageError(f"environment variable {name}={raw!r} is not a whole number") from None
+    if not minimum <= value <= maximum:
+        raise UsageError(f"environment variable {name}={raw!r} must be between {minimum} and {maximum}")
+    return value
+
+
+def check_redis_url(url: str) -> str:
+    """The URL if redis-py and kombu can use it; a one-line error naming the setting (password masked) if not."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018  (parsing the port is the check: it raises on a bad one)
+    except ValueError:
+        # urllib's message quotes what it took for the port, which may be a piece of the password.
+        raise UsageError(
+            f"invalid Redis URL {redact_url(url)!r} (SP_REDIS_URL / --redis-url): its port is not a number "
+            "(a password with '/', '@' or ':' must be percent-encoded)"
+        ) from None
+    if parts.scheme not in REDIS_SCHEMES or (parts.scheme != "unix" and not parts.hostname):
+        raise UsageError(
+            f"invalid Redis URL {redact_url(url)!r} (SP_REDIS_URL / --redis-url): expected "
+            "redis://[[user]:password@]host[:port][/db], rediss://... or unix:///path/to/socket"
+        )
+    return url
 
 
 def _env_bool(env: Mapping[str, str], name: str, default: bool) -> bool:
@@ -78,13 +114,15 @@ class Settings:
             services_dir=Path(env.get("SP_SERVICES_DIR") or "services"),
             output_dir=Path(env.get("SP_OUTPUT_DIR") or "web/dist"),
             lease_seconds=_env_float(env, "SP_RUN_LEASE", 30.0),
-            db_pool_size=int(_env_float(env, "SP_DB_POOL_SIZE", 4)),
+            db_pool_size=_env_int(env, "SP_DB_POOL_SIZE", 4, minimum=1, maximum=1000),
             ledger_synchronous_commit=_env_bool(env, "SP_LEDGER_SYNC_COMMIT", True),
             shutdown_grace=_env_float(env, "SP_SHUTDOWN_GRACE", 60.0),
-            metrics_port=int(_env_float(env, "SP_METRICS_PORT", 0)) or None,
+            metrics_port=_env_int(env, "SP_METRICS_PORT", 0, minimum=0, maximum=65535) or None,
             actor=env.get("SP_ACTOR") or _default_actor(),
         )
-        return replace(settings, **{key: value for key, value in overrides.items() if value is not None})
+        settings = replace(settings, **{key: value for key, value in overrides.items() if value is not None})
+        check_redis_url(settings.redis_url)
+        return settings
 
     def require_database_url(self) -> str:
         """The database URL, or a one-line error saying how to set it."""

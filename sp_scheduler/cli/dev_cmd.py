@@ -25,13 +25,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import FrameType
 from typing import IO
-from urllib.parse import urlsplit
 
 import click
 
 from sp_scheduler.cli.state import CliState, pass_state
 from sp_scheduler.errors import BrokerUnavailable, DatabaseUnavailable, SchedulerError
 from sp_scheduler.logfmt import configure_logging
+from sp_scheduler.redact import redis_where
 from sp_scheduler.settings import Settings
 
 DEFAULT_DEV_DIR = Path(".sp-scheduler/dev")
@@ -164,12 +164,6 @@ class _Services:
     embedded_redis: bool
 
 
-def _redis_where(url: str) -> str:
-    """`host:port/db` for messages: never the password."""
-    parts = urlsplit(url)
-    return f"{parts.hostname or '?'}:{parts.port or 6379}{parts.path or '/0'}"
-
-
 def _check_configured(database_url: str | None, redis_url: str | None) -> None:
     """A URL the user set must answer: dev never silently swaps a configured server for an embedded one."""
     from sp_scheduler.embedded import postgres_problem, redis_problem
@@ -182,7 +176,7 @@ def _check_configured(database_url: str | None, redis_url: str | None) -> None:
         )
     if redis_url and (problem := redis_problem(redis_url)):
         raise BrokerUnavailable(
-            f"SP_REDIS_URL/--redis-url is set but Redis at {_redis_where(redis_url)} does not answer "
+            f"SP_REDIS_URL/--redis-url is set but Redis at {redis_where(redis_url)} does not answer "
             f"({problem}); start it, or unset the variable to use an embedded server"
         )
 
@@ -283,7 +277,7 @@ def _banner(services: _Services, settings: Settings, dev_dir: Path, env_file: Pa
     if services.embedded_redis:
         redis = f"{services.redis_url}  (embedded, nothing persisted)"
     else:
-        redis = f"{_redis_where(services.redis_url)}  (from SP_REDIS_URL)"
+        redis = f"{redis_where(services.redis_url)}  (from SP_REDIS_URL)"
     profile = f" + profile {settings.profile_path}" if settings.profile_path else ""
     return [
         "sp-scheduler dev",

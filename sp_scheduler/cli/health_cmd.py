@@ -12,7 +12,6 @@ from __future__ import annotations
 import socket
 import time
 from typing import cast
-from urllib.parse import urlsplit
 
 import click
 import redis
@@ -20,18 +19,13 @@ import redis
 from sp_scheduler import keys
 from sp_scheduler.cli.state import CliState, pass_state
 from sp_scheduler.errors import BrokerUnavailable, SchedulerError
+from sp_scheduler.redact import redact_text, redis_where
 
 REDIS_TIMEOUT_SECONDS = 2.0
 
 
 class ProcessNotSeen(SchedulerError):
     """The beat or worker of this host has not reported in recently (exit 1: unhealthy)."""
-
-
-def redis_where(url: str) -> str:
-    """`host:port/db` for messages: never the password."""
-    parts = urlsplit(url)
-    return f"{parts.hostname or '?'}:{parts.port or 6379}{parts.path or '/0'}"
 
 
 def _redis_client(url: str) -> redis.Redis:
@@ -41,7 +35,7 @@ def _redis_client(url: str) -> redis.Redis:
     try:
         client.ping()
     except redis.RedisError as exc:
-        raise BrokerUnavailable(f"cannot reach Redis at {redis_where(url)}: {exc}") from None
+        raise BrokerUnavailable(f"cannot reach Redis at {redis_where(url)}: {redact_text(str(exc), url)}") from None
     return client
 
 
@@ -104,7 +98,8 @@ def health_cmd(state: CliState, role: str | None, max_age: float | None, host: s
             parts.append(check(client, host or socket.gethostname(), age, time.time()))
     except redis.RedisError as exc:
         raise BrokerUnavailable(
-            f"cannot read heartbeats from Redis at {redis_where(settings.redis_url)}: {exc}"
+            f"cannot read heartbeats from Redis at {redis_where(settings.redis_url)}: "
+            f"{redact_text(str(exc), settings.redis_url)}"
         ) from None
     finally:
         client.close()

@@ -21,6 +21,7 @@ from sp_scheduler.errors import (
     UsageError,
     WaitTimedOut,
 )
+from sp_scheduler.redact import redact_text, redis_where
 
 if TYPE_CHECKING:
     import psycopg
@@ -78,7 +79,8 @@ def _enqueue(state: CliState, conn: psycopg.Connection[Any], definition: JobDefi
             timeout=definition.timeout,
         )
     except OperationalError as exc:
-        message = f"cannot reach Redis at {_redis_location(state.settings.redis_url)}: {exc}"
+        url = state.settings.redis_url
+        message = f"cannot reach Redis at {redis_where(url)}: {redact_text(str(exc), url)}"
         finish_run(
             conn,
             run_id,
@@ -91,12 +93,6 @@ def _enqueue(state: CliState, conn: psycopg.Connection[Any], definition: JobDefi
         conn.commit()
         raise BrokerUnavailable(message) from None
     return run_id
-
-
-def _redis_location(url: str) -> str:
-    from kombu.utils.url import maybe_sanitize_url
-
-    return str(maybe_sanitize_url(url))
 
 
 def _wait(conn: psycopg.Connection[Any], run_ids: list[str], timeout: float) -> list[RunRecord]:

@@ -11,6 +11,7 @@ from sp_scheduler import keys
 from sp_scheduler.cli.state import CliState, echo_json, echo_table, iso, pass_state
 from sp_scheduler.config import DEFAULT_QUEUE
 from sp_scheduler.errors import BrokerUnavailable
+from sp_scheduler.redact import redact_text, redis_where
 from sp_scheduler.status import beat_state, job_health, recent_workers
 
 
@@ -27,7 +28,8 @@ def _redis_facts(state: CliState, queues: list[str]) -> tuple[dict[str, str], li
                 pipe.llen(queue)
             leader, instances, workers, *depths = pipe.execute()
     except redis.RedisError as exc:
-        raise BrokerUnavailable(f"cannot reach Redis at {state.settings.redis_url}: {exc}") from None
+        url = state.settings.redis_url
+        raise BrokerUnavailable(f"cannot reach Redis at {redis_where(url)}: {redact_text(str(exc), url)}") from None
     return leader, instances, workers, dict(zip(queues, depths, strict=True))
 
 

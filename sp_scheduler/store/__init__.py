@@ -4,7 +4,8 @@ Every function takes a sync psycopg connection first and runs in its own transac
 `connect()` for one-off commands and `open_pool()` in long-lived processes.
 """
 
-from sp_scheduler.store.connection import connect, conninfo_with_defaults, describe_url, open_pool
+from sp_scheduler.redact import postgres_where as describe_url
+from sp_scheduler.store.connection import connect, conninfo_with_defaults, open_pool
 from sp_scheduler.store.logs import LogRecordRow, query_logs, write_logs
 from sp_scheduler.store.migrate import CODE_SCHEMA_VERSION, migrate, require_current_schema, schema_version
 from sp_scheduler.store.records import (

@@ -10,6 +10,8 @@ from psycopg import conninfo
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from sp_scheduler.errors import DatabaseUnavailable, UsageError
+from sp_scheduler.redact import postgres_where as describe_url
+from sp_scheduler.redact import redact_text
 
 log = logging.getLogger(__name__)
 
@@ -29,18 +31,6 @@ TCP_DEFAULTS = {
 }
 
 
-def describe_url(url: str) -> str:
-    """`host:port/dbname` (or `socket-dir:port/dbname`) for messages: never the password."""
-    try:
-        params = conninfo.conninfo_to_dict(url)
-    except psycopg.ProgrammingError:
-        return "<malformed database URL>"
-    host = str(params.get("host") or params.get("hostaddr") or "localhost")
-    port = str(params.get("port") or 5432)
-    dbname = str(params.get("dbname") or params.get("user") or "postgres")
-    return f"{host}:{port}/{dbname}"
-
-
 def conninfo_with_defaults(url: str) -> str:
     """The URL as a conninfo string with our connect timeout, application name and TCP settings,
     each unless the URL sets it itself."""
@@ -48,7 +38,7 @@ def conninfo_with_defaults(url: str) -> str:
         params = conninfo.conninfo_to_dict(url)
     except psycopg.ProgrammingError as exc:
         # libpq quotes the whole URI, password included: keep only the reason.
-        reason = _first_line(exc).split(' in URI: "', 1)[0]
+        reason = redact_text(_first_line(exc).split(' in URI: "', 1)[0], url)
         raise UsageError(f"invalid database URL: {reason}") from None
     params.setdefault("connect_timeout", CONNECT_TIMEOUT_SECONDS)
     params.setdefault("application_name", APPLICATION_NAME)
@@ -67,7 +57,8 @@ def connect(url: str, *, autocommit: bool = False) -> psycopg.Connection[Any]:
     try:
         return psycopg.connect(conninfo_with_defaults(url), autocommit=autocommit)
     except psycopg.OperationalError as exc:
-        raise DatabaseUnavailable(f"cannot reach Postgres at {describe_url(url)}: {_first_line(exc)}") from None
+        reason = redact_text(_first_line(exc), url)
+        raise DatabaseUnavailable(f"cannot reach Postgres at {describe_url(url)}: {reason}") from None
 
 
 def open_pool(

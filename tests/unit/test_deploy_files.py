@@ -19,9 +19,10 @@ from click.testing import CliRunner
 
 from sp_scheduler import keys
 from sp_scheduler.cli import _Root, cli
-from sp_scheduler.cli.health_cmd import ProcessNotSeen, check_beat, check_worker, health_cmd, redis_where
+from sp_scheduler.cli.health_cmd import ProcessNotSeen, check_beat, check_worker, health_cmd
 from sp_scheduler.cli.state import CliState
 from sp_scheduler.errors import ExitCode
+from sp_scheduler.redact import redis_where
 from sp_scheduler.settings import Settings
 from tests.support import free_port
 
@@ -168,6 +169,21 @@ def test_every_variable_is_documented_and_no_secret_is_committed(services: dict[
         # The URL is not a secret: no `user:password@` in its default; the password comes as PGPASSWORD.
         assert not re.search(r"//[^/@]*:[^/@]*@", env["SP_DATABASE_URL"])
         assert env["PGPASSWORD"].startswith("${POSTGRES_PASSWORD:?")
+
+
+# Settings only `sp-scheduler dev` reads: they have no meaning in a container.
+DEV_ONLY_VARIABLES = {"SP_DEV_DIR"}
+
+
+def test_compose_passes_every_setting_the_code_reads(services: dict[str, dict[str, Any]]) -> None:
+    """A variable the code reads but compose does not pass (SP_DISCORD_WEBHOOK_URL was one) cannot be set there."""
+    read = set()
+    for path in [*ROOT.joinpath("sp_scheduler").rglob("*.py"), *ROOT.joinpath("workers").rglob("*.py")]:
+        read |= set(re.findall(r"[\"'](SP_[A-Z0-9_]+)[\"']", path.read_text()))
+    assert "SP_DISCORD_WEBHOOK_URL" in read, "the scan should find the settings the code reads"
+    for name in ("beat", "worker"):
+        missing = read - DEV_ONLY_VARIABLES - set(services[name]["environment"])
+        assert not missing, f"compose service {name!r} does not pass {sorted(missing)}"
 
 
 def test_compose_healthchecks_run_real_commands(services: dict[str, dict[str, Any]]) -> None:

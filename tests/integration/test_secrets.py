@@ -1,0 +1,151 @@
+"""No password in any output: every CLI command, run as users type it, with URLs that carry one.
+
+Each command runs as a real process against servers that are down, URLs that are malformed, and a
+real Postgres beside a Redis that is down; its whole output (stdout and stderr, log lines included)
+must not contain the password, in any of its spellings, nor a traceback. A command added to the CLI
+without a line in `COMMANDS` fails the test, so new commands are covered from their first day.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import click
+import pytest
+
+from sp_scheduler.cli import cli
+from tests.support import free_port
+from tests.support.processes import ROOT
+
+pytestmark = pytest.mark.integration
+
+SECRET = "s3cr3t/p@ss:w0rd"
+SPELLINGS = (SECRET, quote(SECRET, safe=""), "s3cr3t")
+CONFIG = str(ROOT / "services/scheduler/config.yaml")
+
+# Every leaf command with arguments that reach its connection code; None = it starts long-running
+# processes, so it is only run where a server it needs is down or its URL is refused outright.
+COMMANDS: dict[str, tuple[Sequence[str], bool]] = {
+    "jobs list": ((), False),
+    "jobs show": (("heartbeat",), False),
+    "jobs run": (("heartbeat", "--force", "--wait", "--timeout", "5"), False),
+    "jobs history": ((), False),
+    "jobs enable": (("heartbeat",), False),
+    "jobs disable": (("heartbeat",), False),
+    "jobs cleanup-sessions": (("--dry-run",), False),
+    "jobs log-cleanup": (("--dry-run",), False),
+    "jobs status": ((), False),
+    "cron next": (("* * * * * *", "--count", "1"), False),
+    "config validate": ((), False),
+    "db migrate": ((), False),
+    "worker": ((), True),
+    "beat": ((), True),
+    "dev": ((), True),
+    "health": ((), False),
+    "logs view": (("--since", "1h"), False),
+    "demo seed": (("--append",), False),
+}
+
+
+def leaf_commands(group: click.Group, prefix: tuple[str, ...] = ()) -> Iterator[str]:
+    for name, command in group.commands.items():
+        if isinstance(command, click.Group):
+            yield from leaf_commands(command, (*prefix, name))
+        else:
+            yield " ".join((*prefix, name))
+
+
+def with_password(url: str) -> str:
+    """The same Postgres URL with SECRET as the password (a trust-auth server ignores it)."""
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{parts.username or 'postgres'}:{quote(SECRET, safe='')}@{host}"))
+
+
+@dataclass(frozen=True)
+class Outcome:
+    command: str
+    returncode: int
+    output: str
+
+
+def run_all(env_urls: Mapping[str, str], commands: Sequence[str]) -> list[Outcome]:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("SP_")}
+    env.update(env_urls)
+    env["SP_DEV_DIR"] = str(ROOT / ".sp-scheduler" / "test-secrets")
+
+    def one(command: str) -> Outcome:
+        args, _ = COMMANDS[command]
+        result = subprocess.run(
+            [sys.executable, "-m", "sp_scheduler", "--config", CONFIG, *command.split(), *args],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        return Outcome(command, result.returncode, result.stdout + result.stderr)
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        return list(pool.map(one, commands))
+
+
+def assert_nothing_leaks(outcomes: Sequence[Outcome]) -> None:
+    for outcome in outcomes:
+        for spelling in SPELLINGS:
+            assert spelling not in outcome.output, f"`{outcome.command}` printed the password:\n{outcome.output}"
+        assert "Traceback" not in outcome.output, f"`{outcome.command}` printed a traceback:\n{outcome.output}"
+
+
+def test_every_command_is_in_the_table() -> None:
+    assert sorted(leaf_commands(cli)) == sorted(COMMANDS)
+
+
+def test_servers_down_no_command_prints_the_password() -> None:
+    urls = {
+        "SP_DATABASE_URL": f"postgresql://app:{quote(SECRET, safe='')}@127.0.0.1:{free_port()}/app",
+        "SP_REDIS_URL": f"redis://app:{quote(SECRET, safe='')}@127.0.0.1:{free_port()}/0",
+    }
+    outcomes = run_all(urls, list(COMMANDS))
+    assert_nothing_leaks(outcomes)
+    failed = {o.command for o in outcomes if o.returncode != 0}
+    assert failed == set(COMMANDS) - {"cron next", "config validate"}, [(o.command, o.output) for o in outcomes]
+
+
+@pytest.mark.parametrize(
+    "urls",
+    [
+        {"SP_DATABASE_URL": f"postgresql://app:{SECRET}@db:notaport/app", "SP_REDIS_URL": "redis://127.0.0.1:1/0"},
+        {"SP_DATABASE_URL": "postgresql://app@127.0.0.1:1/app", "SP_REDIS_URL": f"redis://app:{SECRET}@cache:x/0"},
+        {"SP_DATABASE_URL": f"host=db port=1 password='{SECRET}' dbname=app", "SP_REDIS_URL": f"notaurl{SECRET}"},
+    ],
+    ids=["malformed-postgres", "malformed-redis", "conninfo-and-garbage"],
+)
+def test_malformed_urls_are_refused_without_echoing_the_password(urls: dict[str, str]) -> None:
+    outcomes = run_all(urls, list(COMMANDS))
+    assert_nothing_leaks(outcomes)
+    for outcome in outcomes:
+        if outcome.command not in {"cron next", "config validate"}:
+            assert outcome.returncode in (2, 69), f"`{outcome.command}`: {outcome.returncode}\n{outcome.output}"
+
+
+def test_real_postgres_with_redis_down_no_command_prints_the_password(database_url: str) -> None:
+    urls = {
+        "SP_DATABASE_URL": with_password(database_url),
+        "SP_REDIS_URL": f"redis://:{quote(SECRET, safe='')}@127.0.0.1:{free_port()}/0",
+    }
+    commands = [name for name, (_, starts_processes) in COMMANDS.items() if not starts_processes]
+    outcomes = run_all(urls, commands)
+    assert_nothing_leaks(outcomes)
+    by_command = {outcome.command: outcome for outcome in outcomes}
+    # The commands that need Redis fail with the service-unavailable code; the others work.
+    for name in ("jobs run", "jobs status", "health"):
+        assert by_command[name].returncode == 69, by_command[name].output
+    assert by_command["jobs list"].returncode == 0, by_command["jobs list"].output

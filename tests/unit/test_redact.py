@@ -1,0 +1,44 @@
+"""The one redaction helper: passwords masked in every URL form the project accepts."""
+
+from __future__ import annotations
+
+import pytest
+
+from sp_scheduler.redact import MASK, postgres_where, redact_text, redact_url, redis_where, secrets_of
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("redis://:pw@cache:6380/2", f"redis://:{MASK}@cache:6380/2"),
+        ("rediss://app:pw@cache/0", f"rediss://app:{MASK}@cache/0"),
+        ("redis://cache:6379/0", "redis://cache:6379/0"),
+        ("postgresql://u:p%2Fw@db:5432/app", f"postgresql://u:{MASK}@db:5432/app"),
+        ("postgresql://u:a/b@c@db/app", f"postgresql://u:{MASK}@db/app"),
+        ("postgresql://u@db/app?password=pw&sslmode=require", f"postgresql://u@db/app?password={MASK}&sslmode=require"),
+        (
+            "redis+sentinel://:pw@h1:26379,h2:26379/mymaster?sentinel_password=spw",
+            f"redis+sentinel://:{MASK}@h1:26379,h2:26379/mymaster?sentinel_password={MASK}",
+        ),
+        ("host=db password='a b' dbname=app", f"host=db password={MASK} dbname=app"),
+        ("host=db password=pw dbname=app", f"host=db password={MASK} dbname=app"),
+        ("user:pw@cache:6379", "<not a URL>"),
+    ],
+)
+def test_redact_url_masks_every_password_form(url: str, expected: str) -> None:
+    assert redact_url(url) == expected
+
+
+def test_redact_text_masks_raw_and_percent_decoded_passwords() -> None:
+    url = "postgresql://u:p%2Fw@db/app"
+    assert set(secrets_of(url)) == {"p%2Fw", "p/w"}
+    text = f"failed: {url} said p/w was wrong"
+    assert redact_text(text, url) == f"failed: postgresql://u:{MASK}@db/app said {MASK} was wrong"
+
+
+def test_where_forms_never_carry_the_password() -> None:
+    assert redis_where("redis://:s3cret@cache.internal:6380/2") == "cache.internal:6380/2"
+    assert redis_where("redis://redis") == "redis:6379/0"
+    assert redis_where("redis://:pw@cache:notaport/0") == "<malformed Redis URL>"
+    assert postgres_where("postgresql://u:pw@db.example:6543/app") == "db.example:6543/app"
+    assert "a/b" not in postgres_where("postgresql://u:a/b@db/app")
