@@ -47,7 +47,9 @@ def publish(system: System, services: Path, output: Path, *params: str) -> tuple
     args = ["-p", f"output_dir={output}", "-p", f"base_url={BASE_URL}"]
     for param in params:
         args += ["-p", param]
-    result = system.cli("jobs", "run", "publish_pipeline", "--local", "--json", *args, SP_SERVICES_DIR=str(services))
+    # Output directories live next to services/ in each test's tmp_path: that is the output root.
+    env = {"SP_SERVICES_DIR": str(services), "SP_OUTPUT_ROOT": str(services.parent)}
+    result = system.cli("jobs", "run", "publish_pipeline", "--local", "--json", *args, **env)
     assert result.stdout.startswith("["), result.output
     (record,) = json.loads(result.stdout)
     return result.exit_code, record
@@ -209,7 +211,7 @@ def test_an_unchanged_site_is_not_rewritten_and_a_change_is_swapped_in(
 
 
 def test_a_broken_template_fails_only_page_prerender(system: System, services: Path, tmp_path: Path) -> None:
-    broken = tmp_path / "broken-templates"
+    broken = services / "broken-templates"  # template paths must be inside the services directory
     shutil.copytree(services / "web" / "templates", broken)
     (broken / "page.html").write_text("{% extends 'base.html' %}{% block main %}{{ entry.title }{% endblock %}")
 
