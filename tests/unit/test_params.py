@@ -133,3 +133,15 @@ def test_every_bundled_job_declares_its_parameters_with_valid_defaults(job: Job)
         assert param.description, f"{job.name}.{param.name} has no description"
         if param.default is not None:
             assert param.normalise(param.default) == param.default
+
+
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+
+
+@pytest.mark.parametrize("job", bundled_jobs(), ids=lambda job: job.name)
+def test_the_operator_docs_list_every_bundled_parameter(job: Job) -> None:
+    page = "maintenance.md" if type(job).__module__.startswith("workers.core") else "web.md"
+    text = (DOCS / page).read_text()
+    assert f"`{job.name}`" in text
+    for param in job.parameters or ():
+        assert f"| `{param.name}` |" in text, f"{page} does not list {job.name}.{param.name}"
