@@ -21,6 +21,7 @@ from sp_scheduler.errors import ExitCode
 from sp_scheduler.store import connect, query_logs
 from sp_scheduler.store.application import APPLICATION_TABLES
 from tests.integration.conftest import System
+from tests.support.processes import start_process
 
 pytestmark = pytest.mark.integration
 
@@ -352,6 +353,10 @@ def test_config_validate_and_the_worker_refuse_bad_yaml_params(app: System, tmp_
     assert f"{app.config}:" in checked.stderr
     assert "job 'cleanup_empty_contexts': unknown parameter 'dryrun' (did you mean 'dry_run'?)" in checked.stderr
     assert app.cli("jobs", "run", "cleanup_empty_contexts", "--local").exit_code == ExitCode.INVALID
+    for role in ("beat", "worker"):  # real processes refuse to start on it
+        process = start_process(role, [role], app.env(), app.log_dir)
+        assert process.popen.wait(timeout=60) == ExitCode.INVALID, process.output()
+        assert "unknown parameter 'dryrun' (did you mean 'dry_run'?)" in process.output()
 
 
 def write(root: Path, relative: str, text: str) -> None:
