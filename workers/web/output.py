@@ -188,8 +188,12 @@ def _is_empty(directory: Path) -> bool:
 
 
 def _refuse_foreign(output_dir: Path) -> None:
-    """A real, non-empty directory without this code's manifest belongs to someone else: refuse it."""
-    if output_dir.is_symlink() or not output_dir.is_dir() or _is_empty(output_dir):
+    """A real, non-empty directory without this code's manifest belongs to someone else: refuse it.
+
+    A mount point is exempt: it is never moved or replaced, and in place only the files this code's
+    manifest lists are ever removed, so what the operator keeps there stays.
+    """
+    if output_dir.is_symlink() or not output_dir.is_dir() or output_dir.is_mount() or _is_empty(output_dir):
         return
     if not (output_dir / MANIFEST).is_file():
         raise ForeignDirectory(
