@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from sp_scheduler.errors import UsageError
+from sp_scheduler.params import roots_for
 
 DEFAULT_CONFIG = Path("services/scheduler/config.yaml")
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -90,8 +91,6 @@ class Settings:
 
     def param_roots(self) -> dict[str, Path]:
         """The directories path parameters must resolve inside: output (SP_OUTPUT_ROOT) and services."""
-        from sp_scheduler.params import roots_for
-
         return roots_for(self.output_root or self.output_dir.absolute().parent, self.services_dir)
 
     def require_database_url(self) -> str:
