@@ -47,6 +47,7 @@ sys.path.insert(0, str(ROOT))
 
 from sp_scheduler import Job, JobContext  # noqa: E402
 from sp_scheduler.demo import APPLICATION_TABLES, SeedPlan, seed  # noqa: E402
+from sp_scheduler.params import check_params, resolve_params  # noqa: E402
 from sp_scheduler.store import connect, migrate  # noqa: E402
 from tests.support.servers import with_database  # noqa: E402
 from workers.core.batching import DEFAULT_BATCH_MS, DEFAULT_BATCH_SIZE  # noqa: E402
@@ -249,7 +250,8 @@ async def run_job(url: str, job: Job, batch_size: int | None) -> tuple[Any, floa
     logger = logging.Logger(f"bench.{job.name}")  # noqa: LOG001 - private, like the runner's per-run loggers
     collect = Collect()
     logger.addHandler(collect)
-    parameters = {"batch_size": batch_size} if batch_size else {}
+    given = {"batch_size": batch_size} if batch_size else {}
+    parameters = resolve_params(job.parameters, check_params(job.name, job.parameters, given))
     ctx = JobContext(job.name, str(uuid.uuid4()), "manual", logger, parameters=parameters, pool=pool)
     began = time.perf_counter()
     try:

@@ -15,6 +15,7 @@ from sp_scheduler.config import DEFAULT_MISFIRE_GRACE, DEFAULT_QUEUE, JobConfig,
 from sp_scheduler.cron import CronExpression, parse_schedule
 from sp_scheduler.errors import ConfigError, InvalidCronExpression, Problem, UnknownJob
 from sp_scheduler.jobs import Job
+from sp_scheduler.params import ParamError, check_params
 from sp_scheduler.registry import Registry, discover
 from sp_scheduler.settings import Settings
 
@@ -146,12 +147,43 @@ def build_catalog(config: SchedulerConfig, registry: Registry) -> tuple[Catalog,
     return catalog, problems
 
 
+def check_job_params(catalog: Catalog, roots: Mapping[str, Any] | None) -> tuple[list[Problem], list[Problem]]:
+    """Each configured job's `params` against what its code declares: (problems, warnings).
+
+    A job that declares no parameters but is given some is warned about once: its values pass unchecked.
+    """
+    problems: list[Problem] = []
+    warnings: list[Problem] = []
+    for definition in catalog:
+        entry = definition.entry
+        if entry is None or not entry.params:
+            continue
+        declared = definition.job.parameters
+        if declared is None:
+            warnings.append(
+                Problem(
+                    entry.source,
+                    entry.name,
+                    f"job {definition.job.name!r} declares no parameters: params "
+                    f"{', '.join(entry.params)} are passed to it unchecked",
+                )
+            )
+            continue
+        try:
+            check_params(definition.name, declared, entry.params, roots)
+        except ParamError as exc:
+            problems.append(Problem(entry.source, entry.name, exc.reason))
+    return problems, warnings
+
+
 def check_catalog(settings: Settings) -> tuple[Catalog, list[Problem], list[Problem]]:
     """Read config, discover extensions and join them: (catalog, problems, warnings)."""
     report = read_config(settings.config_path, settings.profile_path)
     registry, registry_problems = discover(report.config.extensions)
     catalog, catalog_problems = build_catalog(report.config, registry)
-    return catalog, [*report.problems, *registry_problems, *catalog_problems], list(report.warnings)
+    param_problems, param_warnings = check_job_params(catalog, settings.param_roots())
+    problems = [*report.problems, *registry_problems, *catalog_problems, *param_problems]
+    return catalog, problems, [*report.warnings, *param_warnings]
 
 
 def load_catalog(settings: Settings) -> Catalog:

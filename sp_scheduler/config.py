@@ -7,6 +7,7 @@ fixes a broken file in one pass. Pure: no celery, redis or psycopg.
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -153,6 +154,10 @@ def _not_json(value: Any, where: str) -> str | None:
 
     YAML reads `2024-01-01` as a date and `12:30:00` as a number of seconds; a date is no JSON value.
     """
+    if isinstance(value, str) and "\x00" in value:
+        return f"'{where}' contains a NUL character, which the ledger cannot store"
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"'{where}' is {value!r}, which is not a JSON number"
     if value is None or isinstance(value, str | bool | int | float):
         return None
     if isinstance(value, list):
@@ -161,6 +166,8 @@ def _not_json(value: Any, where: str) -> str | None:
         for key, item in value.items():
             if not isinstance(key, str):
                 return f"'{where}' keys must be strings, not {key!r}"
+            if "\x00" in key:
+                return f"'{where}' has a key with a NUL character, which the ledger cannot store"
             if why := _not_json(item, f"{where}.{key}"):
                 return why
         return None

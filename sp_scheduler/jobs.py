@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar, overload
 
 from sp_scheduler.errors import JobNotAvailable
+from sp_scheduler.params import Param, convert_text
 
 if TYPE_CHECKING:
     from psycopg_pool import AsyncConnectionPool
@@ -118,6 +119,17 @@ class JobContext:
             )
         return self.pool
 
+    def param(self, name: str) -> Any:
+        """The typed value of a declared parameter (its default when not given).
+
+        The worker checks every value against `Job.parameters` before `execute`, so a job reads
+        `ctx.param("days")` as an int, a path parameter as a `Path`, an instant as a `datetime`.
+        """
+        try:
+            return self.parameters[name]
+        except KeyError:
+            raise KeyError(f"job {self.job_name!r} has no parameter {name!r} in this run") from None
+
     @overload
     def get_parameter(self, key: str) -> Any: ...
 
@@ -125,7 +137,7 @@ class JobContext:
     def get_parameter(self, key: str, default: _T) -> _T: ...
 
     def get_parameter(self, key: str, default: Any = None) -> Any:
-        """A parameter from YAML `params` or `jobs run -p K=V`.
+        """A parameter from YAML `params` or `jobs run -p K=V` (for jobs that declare none).
 
         CLI values arrive as text; when `default` is a bool, int or float, text is converted to that
         type so `ctx.get_parameter("days", 30)` is an int whichever way the value came in.
@@ -133,23 +145,11 @@ class JobContext:
         if key not in self.parameters:
             return default
         value = self.parameters[key]
+        if value is None:
+            return default
         if isinstance(value, str) and default is not None and not isinstance(default, str):
-            return _coerce(key, value, type(default))
+            return convert_text(key, value, type(default))
         return value
-
-
-def _coerce(key: str, text: str, kind: type[Any]) -> Any:
-    try:
-        if kind is bool:
-            lowered = text.strip().lower()
-            if lowered in {"1", "true", "yes", "on"}:
-                return True
-            if lowered in {"0", "false", "no", "off"}:
-                return False
-            raise ValueError(text)
-        return kind(text)
-    except ValueError:
-        raise ValueError(f"parameter {key!r}: {text!r} is not a valid {kind.__name__}") from None
 
 
 class Job(ABC):
@@ -163,6 +163,10 @@ class Job(ABC):
     description: ClassVar[str] = ""
     schedule: ClassVar[str] = ""
     run_on_startup: ClassVar[bool] = False
+    # The parameters the job accepts, checked before it runs; () means "takes none". None (the
+    # default, and what jobs written before declarations existed have) means undeclared: values
+    # pass to the job unchecked and it reads them with `ctx.get_parameter`.
+    parameters: ClassVar[tuple[Param, ...] | None] = None
 
     @abstractmethod
     async def execute(self, ctx: JobContext) -> JobResult:

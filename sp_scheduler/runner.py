@@ -27,6 +27,7 @@ from sp_scheduler.catalog import Catalog, CatalogWatch, JobDefinition
 from sp_scheduler.errors import DatabaseUnavailable, UnknownJob
 from sp_scheduler.jobs import JobContext, JobResult, Trigger
 from sp_scheduler.keeper import RunKeeper
+from sp_scheduler.params import ParamError, check_params, resolve_params
 from sp_scheduler.runlog import RunLogBuffer, run_logger
 from sp_scheduler.settings import Settings
 from sp_scheduler.store import RunOutcome
@@ -257,7 +258,15 @@ def execute_run(runtime: WorkerRuntime, request: RunRequest) -> Future[store.Run
     if definition is None:
         runtime.ledger_call(lambda conn: _record_unknown(conn, request, run_id, catalog, runtime.hostname))
         return None
-    params = {**definition.params, **request.params}
+    try:  # a message with bad params (older CLI, hand-made message) is this run's failure, never a crash
+        params = check_params(
+            definition.name,
+            definition.job.parameters,
+            {**definition.params, **request.params},
+            runtime.settings.param_roots(),
+        )
+    except ParamError as exc:
+        return _refuse(runtime, request, run_id, str(exc))
     claim = _claim(runtime, request, definition, catalog, run_id, params)
     claimed = time.monotonic()
     if claim.outcome == "duplicate" or claim.record is None:
@@ -284,7 +293,7 @@ def execute_run(runtime: WorkerRuntime, request: RunRequest) -> Future[store.Run
         trigger=request.trigger,
         logger=logger,
         scheduled_for=request.scheduled_for,
-        parameters=params,
+        parameters=resolve_params(definition.job.parameters, params),
         services_dir=runtime.services_dir,
         output_dir=runtime.output_dir,
         settings=runtime.settings,
@@ -364,12 +373,25 @@ def _claim(
     return claim
 
 
-def _record_unknown(
-    conn: psycopg.Connection[Any], request: RunRequest, run_id: str, catalog: Catalog, worker: str
-) -> None:
-    """A message for a job this worker does not know (deploy skew, removed job): say so, keep the row honest."""
-    error = UnknownJob(request.job_name, catalog.names())
-    log.error("unknown job in task message", extra={"job": request.job_name, "run_id": run_id})
+def _refuse(runtime: WorkerRuntime, request: RunRequest, run_id: str, reason: str) -> Future[store.RunRecord] | None:
+    """Record a run the worker will not start (its params are bad) as failed, with the one-line reason."""
+    log.error("run refused: bad parameters", extra={"job": request.job_name, "run_id": run_id, "error": reason})
+
+    def record(conn: psycopg.Connection[Any]) -> store.RunRecord | None:
+        return _claim_and_fail(conn, request, run_id, runtime.hostname, f"not run: {reason}")
+
+    recorded = runtime.ledger_call(record)
+    if recorded is None:
+        return None
+    done: Future[store.RunRecord] = Future()
+    done.set_result(recorded)
+    return done
+
+
+def _claim_and_fail(
+    conn: psycopg.Connection[Any], request: RunRequest, run_id: str, worker: str, message: str
+) -> store.RunRecord | None:
+    """Claim the run only to finish it as failed with `message`; None when it was already claimed."""
     claim = store.claim_run(
         conn,
         run_id=run_id,
@@ -382,13 +404,17 @@ def _record_unknown(
         overlap="allow",
         enabled=True,
     )
-    if claim.outcome == "run":
-        store.finish_run(
-            conn,
-            run_id,
-            status="failed",
-            message=f"worker cannot run it: {error}",
-            items_processed=0,
-            items_failed=0,
-            duration_ms=0,
-        )
+    if claim.outcome != "run":
+        return None
+    return store.finish_run(
+        conn, run_id, status="failed", message=message, items_processed=0, items_failed=0, duration_ms=0
+    )
+
+
+def _record_unknown(
+    conn: psycopg.Connection[Any], request: RunRequest, run_id: str, catalog: Catalog, worker: str
+) -> None:
+    """A message for a job this worker does not know (deploy skew, removed job): say so, keep the row honest."""
+    error = UnknownJob(request.job_name, catalog.names())
+    log.error("unknown job in task message", extra={"job": request.job_name, "run_id": run_id})
+    _claim_and_fail(conn, request, run_id, worker, f"worker cannot run it: {error}")

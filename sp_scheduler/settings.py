@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from sp_scheduler.errors import UsageError
+from sp_scheduler.params import roots_for
 from sp_scheduler.redact import redact_url
 
 DEFAULT_CONFIG = Path("services/scheduler/config.yaml")
@@ -94,6 +95,7 @@ class Settings:
     profile_path: Path | None = None
     services_dir: Path = Path("services")
     output_dir: Path = Path("web/dist")
+    output_root: Path | None = None  # where path parameters may write; None: output_dir's parent
     lease_seconds: float = 30.0
     db_pool_size: int = 4
     ledger_synchronous_commit: bool = True
@@ -113,6 +115,7 @@ class Settings:
             profile_path=Path(profile) if profile else None,
             services_dir=Path(env.get("SP_SERVICES_DIR") or "services"),
             output_dir=Path(env.get("SP_OUTPUT_DIR") or "web/dist"),
+            output_root=Path(env["SP_OUTPUT_ROOT"]) if env.get("SP_OUTPUT_ROOT") else None,
             lease_seconds=_env_float(env, "SP_RUN_LEASE", 30.0),
             db_pool_size=_env_int(env, "SP_DB_POOL_SIZE", 4, minimum=1, maximum=1000),
             ledger_synchronous_commit=_env_bool(env, "SP_LEDGER_SYNC_COMMIT", True),
@@ -123,6 +126,10 @@ class Settings:
         settings = replace(settings, **{key: value for key, value in overrides.items() if value is not None})
         check_redis_url(settings.redis_url)
         return settings
+
+    def param_roots(self) -> dict[str, Path]:
+        """The directories path parameters must resolve inside: output (SP_OUTPUT_ROOT) and services."""
+        return roots_for(self.output_root or self.output_dir.absolute().parent, self.services_dir)
 
     def require_database_url(self) -> str:
         """The database URL, or a one-line error saying how to set it."""
@@ -144,6 +151,8 @@ class Settings:
         }
         if self.database_url:
             env["SP_DATABASE_URL"] = self.database_url
+        if self.output_root:
+            env["SP_OUTPUT_ROOT"] = str(self.output_root)
         if self.profile_path:
             env["SP_PROFILE"] = str(self.profile_path)
         if self.metrics_port:

@@ -11,6 +11,7 @@ import click
 
 from sp_scheduler.catalog import Catalog, JobDefinition
 from sp_scheduler.cli.state import CliState, echo_json, echo_table, iso, pass_state
+from sp_scheduler.params import Param
 
 if TYPE_CHECKING:
     from sp_scheduler.store import Override, RunRecord
@@ -140,6 +141,9 @@ def show_job(state: CliState, name: str, count: int, as_json: bool) -> None:
         },
         "run_on_startup": {"code": definition.job.run_on_startup, "effective": definition.run_on_startup},
         "params": dict(definition.params),
+        "parameters": None
+        if definition.job.parameters is None
+        else [_declared(param) for param in definition.job.parameters],
         "timeout": definition.timeout,
         "overlap": definition.overlap,
         "misfire_grace": definition.misfire_grace,
@@ -151,6 +155,33 @@ def show_job(state: CliState, name: str, count: int, as_json: bool) -> None:
         echo_json(details)
         return
     _print_details(details, scheduler_enabled=catalog.scheduler_enabled)
+
+
+def _declared(param: Param) -> dict[str, Any]:
+    return {
+        "name": param.name,
+        "type": param.type,
+        "default": param.default,
+        "min": param.min,
+        "max": param.max,
+        "choices": list(param.choices) or None,
+        "root": param.root,
+        "description": param.description,
+        "summary": param.describe(),
+    }
+
+
+def _print_parameters(parameters: list[dict[str, Any]] | None) -> None:
+    """Declared parameters with their defaults; a job that declares nothing takes any, unchecked."""
+    if parameters is None:
+        click.echo("Parameters:     not declared (values given with -p or params: pass unchecked)")
+        return
+    if not parameters:
+        click.echo("Parameters:     none")
+        return
+    click.echo("Parameters:")
+    for param in parameters:
+        click.echo(f"  {param['summary']}: {param['description']}" if param["description"] else f"  {param['summary']}")
 
 
 def _print_details(details: dict[str, Any], *, scheduler_enabled: bool) -> None:
@@ -182,6 +213,7 @@ def _print_details(details: dict[str, Any], *, scheduler_enabled: bool) -> None:
     )
     if details["params"]:
         field("Params", ", ".join(f"{k}={v}" for k, v in details["params"].items()))
+    _print_parameters(details["parameters"])
     click.echo("Next runs:")
     for instant in details["next_runs"] or ["-"]:
         click.echo(f"  {instant}")

@@ -12,6 +12,7 @@ from sp_scheduler.catalog import JobDefinition
 from sp_scheduler.cli.runs_cmd import check_enabled, describe, run_local
 from sp_scheduler.cli.state import CliState, echo_json, pass_state
 from sp_scheduler.errors import ExitCode, UnknownJob
+from sp_scheduler.params import check_params
 
 CORE = "core"
 
@@ -31,9 +32,10 @@ def core_definition(state: CliState, job: str) -> JobDefinition:
 def run_shortcut(state: CliState, job: str, params: dict[str, str], *, force: bool, as_json: bool) -> None:
     """Run one core job locally with `params`, refusing a disabled job unless forced (as `jobs run` does)."""
     definition = core_definition(state, job)
+    checked = check_params(definition.name, definition.job.parameters, params, state.settings.param_roots())
     with state.database() as conn:
         check_enabled(conn, definition, force)
-    records = run_local(state, [definition], params)
+    records = run_local(state, [definition], {definition.name: checked})
     if as_json:
         echo_json([record.to_dict() for record in records])
     else:

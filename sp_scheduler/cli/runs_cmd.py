@@ -21,6 +21,7 @@ from sp_scheduler.errors import (
     UsageError,
     WaitTimedOut,
 )
+from sp_scheduler.params import check_params
 from sp_scheduler.redact import redact_text, redis_where
 
 if TYPE_CHECKING:
@@ -48,7 +49,9 @@ def check_enabled(conn: psycopg.Connection[Any], definition: JobDefinition, forc
     from sp_scheduler.store import get_override
 
     override = get_override(conn, definition.name)
-    if definition.enabled(override.enabled if override else None):
+    # Only an explicit disable needs --force: a registered job absent from the YAML runs by hand as is.
+    explicit = override.enabled if override else (definition.entry.enabled if definition.entry else None)
+    if explicit is None or explicit:
         return
     if force:
         click.echo(f"note: {definition.name} is disabled; running it anyway (--force)", err=True)
@@ -58,7 +61,7 @@ def check_enabled(conn: psycopg.Connection[Any], definition: JobDefinition, forc
     raise JobDisabled(f"job {definition.name!r} is disabled{by}{why}; use --force to run it anyway")
 
 
-def _enqueue(state: CliState, conn: psycopg.Connection[Any], definition: JobDefinition, params: dict[str, str]) -> str:
+def _enqueue(state: CliState, conn: psycopg.Connection[Any], definition: JobDefinition, params: dict[str, Any]) -> str:
     """Record a queued manual run, then publish it; a publish failure marks the row failed, so nothing hides."""
     from kombu.exceptions import OperationalError
 
@@ -145,13 +148,16 @@ def run_jobs(
     catalog = state.catalog()
     definitions = [catalog.get(name) for name in names]
     params = parse_params(param_pairs)
+    roots = state.settings.param_roots()
+    # Checked before anything is written: a typo'd or badly typed parameter never becomes a run.
+    checked = {d.name: check_params(d.name, d.job.parameters, params, roots) for d in definitions}
     with state.database() as conn:
         for definition in definitions:
             check_enabled(conn, definition, force)
         if local:
-            records = run_local(state, definitions, params)
+            records = run_local(state, definitions, checked)
         else:
-            run_ids = [_enqueue(state, conn, definition, params) for definition in definitions]
+            run_ids = [_enqueue(state, conn, definition, checked[definition.name]) for definition in definitions]
             if not wait:
                 if as_json:
                     echo_json([{"job": d.name, "run_id": r} for d, r in zip(definitions, run_ids, strict=True)])
@@ -169,7 +175,7 @@ def run_jobs(
         raise SystemExit(ExitCode.FAILURE)
 
 
-def run_local(state: CliState, definitions: list[JobDefinition], params: dict[str, str]) -> list[RunRecord]:
+def run_local(state: CliState, definitions: list[JobDefinition], checked: dict[str, dict[str, Any]]) -> list[RunRecord]:
     """Run jobs in this process through the worker's code path, so each is recorded in the ledger."""
     from sp_scheduler.runner import RunRequest, WorkerRuntime, execute_run
     from sp_scheduler.store import enqueue_run
@@ -178,6 +184,7 @@ def run_local(state: CliState, definitions: list[JobDefinition], params: dict[st
     records = []
     try:
         for definition in definitions:
+            params = checked[definition.name]
             run_id = str(uuid.uuid4())
             with runtime.ledger().connection() as conn:
                 enqueue_run(

@@ -21,6 +21,7 @@ from sp_scheduler.errors import ExitCode
 from sp_scheduler.store import connect, query_logs
 from sp_scheduler.store.application import APPLICATION_TABLES
 from tests.integration.conftest import System
+from tests.support.processes import start_process
 
 pytestmark = pytest.mark.integration
 
@@ -231,8 +232,8 @@ def test_cleanup_inactive_sessions_expires_idle_ones_and_removes_old_ended_ones(
     for session, text in untouched.items():
         assert db.execute("SELECT s::text FROM user_sessions s WHERE id = %s", (session,)).fetchone() == text
     # A shorter idle limit and retention are parameters (the shortcut passes them as --hours/--days).
-    dry = run(app, "cleanup_inactive_sessions", "hours=0", "dry_run=true")
-    assert dry["status"] == "failed" and "'hours' must be at least 1" in dry["message"]
+    refused = app.cli("jobs", "run", "cleanup_inactive_sessions", "--local", "-p", "hours=0", "-p", "dry_run=true")
+    assert refused.exit_code == ExitCode.INVALID and "'hours': 0 is below the minimum 1" in refused.stderr
 
 
 def test_jobs_cleanup_sessions_shortcut_runs_the_job_and_records_the_run(
@@ -253,7 +254,7 @@ def test_jobs_cleanup_sessions_shortcut_runs_the_job_and_records_the_run(
         ("manual", "succeeded", 2),
         ("manual", "succeeded", 1),
     ]
-    assert history[1]["params"] == {"hours": "2", "dry_run": "true"}
+    assert history[1]["params"] == {"hours": 2, "dry_run": True}, "the ledger holds the checked, typed values"
     app.cli("jobs", "disable", "cleanup_inactive_sessions")
     refused = app.cli("jobs", "cleanup-sessions")
     assert refused.exit_code == ExitCode.REFUSED and "disabled" in refused.stderr
@@ -303,14 +304,59 @@ def test_database_cleanup_prunes_old_logs_and_expired_oauth_rows_then_vacuums(
     assert again["items_processed"] == 0 and "nothing to vacuum" in again["message"]
 
 
-def test_bad_parameters_fail_the_run_with_a_readable_message(app: System) -> None:
+def run_rows(db: psycopg.Connection[Any]) -> int:
+    row = db.execute("SELECT count(*) FROM sp_job_runs").fetchone()
+    return int(row[0]) if row else 0
+
+
+@pytest.mark.parametrize("local", [True, False], ids=["local", "queued"])
+def test_a_typod_or_badly_typed_parameter_is_refused_before_any_row_changes(
+    app: System, db: psycopg.Connection[Any], local: bool
+) -> None:
+    user = add_user(db, "100 days", anonymous=False)
+    add_context(db, user, "3 days")  # an old empty context: the real (not dry) run would delete it
+    before = snapshot(db)
+    mode = ["--local"] if local else []
     for job, param, why in (
-        ("cleanup_anonymous_users", "days=soon", "'days': 'soon' is not a valid int"),
-        ("cleanup_empty_contexts", "batch_size=0", "'batch_size' must be between 1 and 100000"),
-        ("database_cleanup", "vacuum=maybe", "'vacuum': 'maybe' is not a valid bool"),
+        ("cleanup_empty_contexts", "dryrun=true", "unknown parameter 'dryrun' (did you mean 'dry_run'?)"),
+        ("cleanup_empty_contexts", "days=abc", "unknown parameter 'days'; accepted: hours, batch_size"),
+        ("cleanup_empty_contexts", "batch_size=0", "parameter 'batch_size': 0 is below the minimum 1"),
+        ("cleanup_anonymous_users", "days=soon", "parameter 'days': 'soon' is not a whole number"),
+        ("database_cleanup", "vacuum=maybe", "parameter 'vacuum': 'maybe' is not true or false"),
     ):
-        record = run(app, job, param)
-        assert record["status"] == "failed" and why in record["message"], record
+        result = app.cli("jobs", "run", job, *mode, "-p", param)
+        assert result.exit_code == ExitCode.INVALID, result.output
+        (line,) = result.stderr.splitlines()
+        assert line.startswith(f"error: job {job!r}: ") and why in line, line
+    refused = app.cli("jobs", "cleanup-sessions", "--hours", "0")
+    assert refused.exit_code != 0
+    assert run_rows(db) == 0, "no run row was written"
+    assert snapshot(db) == before, "no application row changed"
+    assert run(app, "cleanup_empty_contexts", "dry_run=true")["message"].startswith("dry run: would delete 1")
+
+
+def test_config_validate_and_the_worker_refuse_bad_yaml_params(app: System, tmp_path: Path) -> None:
+    app.configure(
+        [
+            {
+                "name": "cleanup_empty_contexts",
+                "extension": "core",
+                "job": "cleanup_empty_contexts",
+                "schedule": "",
+                "enabled": True,
+                "params": {"dryrun": True},
+            },
+        ]
+    )
+    checked = app.cli("config", "validate")
+    assert checked.exit_code == ExitCode.INVALID
+    assert f"{app.config}:" in checked.stderr
+    assert "job 'cleanup_empty_contexts': unknown parameter 'dryrun' (did you mean 'dry_run'?)" in checked.stderr
+    assert app.cli("jobs", "run", "cleanup_empty_contexts", "--local").exit_code == ExitCode.INVALID
+    for role in ("beat", "worker"):  # real processes refuse to start on it
+        process = start_process(role, [role], app.env(), app.log_dir)
+        assert process.popen.wait(timeout=60) == ExitCode.INVALID, process.output()
+        assert "unknown parameter 'dryrun' (did you mean 'dry_run'?)" in process.output()
 
 
 def write(root: Path, relative: str, text: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import http.server
 import json
+import os
 import shutil
 import threading
 import xml.etree.ElementTree as ET
@@ -47,7 +48,9 @@ def publish(system: System, services: Path, output: Path, *params: str) -> tuple
     args = ["-p", f"output_dir={output}", "-p", f"base_url={BASE_URL}"]
     for param in params:
         args += ["-p", param]
-    result = system.cli("jobs", "run", "publish_pipeline", "--local", "--json", *args, SP_SERVICES_DIR=str(services))
+    # Output directories live next to services/ in each test's tmp_path: that is the output root.
+    env = {"SP_SERVICES_DIR": str(services), "SP_OUTPUT_ROOT": str(services.parent)}
+    result = system.cli("jobs", "run", "publish_pipeline", "--local", "--json", *args, **env)
     assert result.stdout.startswith("["), result.output
     (record,) = json.loads(result.stdout)
     return result.exit_code, record
@@ -209,7 +212,7 @@ def test_an_unchanged_site_is_not_rewritten_and_a_change_is_swapped_in(
 
 
 def test_a_broken_template_fails_only_page_prerender(system: System, services: Path, tmp_path: Path) -> None:
-    broken = tmp_path / "broken-templates"
+    broken = services / "broken-templates"  # template paths must be inside the services directory
     shutil.copytree(services / "web" / "templates", broken)
     (broken / "page.html").write_text("{% extends 'base.html' %}{% block main %}{{ entry.title }{% endblock %}")
 
@@ -232,3 +235,53 @@ def test_a_broken_template_fails_only_page_prerender(system: System, services: P
     assert "kept from failed steps" in record["message"]
     assert "One more line." not in (live / "about/index.html").read_text(), "the last good page is served"
     assert "One more line." in (live / "fragments/about.html").read_text(), "the other steps moved on"
+
+
+def pipeline_at(system: System, services: Path, root: Path, output: Path) -> Any:
+    """Run the pipeline against `output` with `root` as the deployment's output root."""
+    env = {"SP_SERVICES_DIR": str(services), "SP_OUTPUT_ROOT": str(root)}
+    return system.cli("jobs", "run", "publish_pipeline", "--local", "--json", "-p", f"output_dir={output}", **env)
+
+
+def tree(directory: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+def test_an_output_dir_outside_the_root_is_refused_and_left_intact(
+    system: System, services: Path, tmp_path: Path
+) -> None:
+    root = tmp_path / "web"
+    root.mkdir()
+    precious = tmp_path / "precious"
+    (precious / "sub").mkdir(parents=True)
+    (precious / "notes.txt").write_text("keep me")
+    (precious / "sub" / "data.bin").write_bytes(b"\x00\x01")
+    os.symlink(precious, root / "escape")  # a link inside the root that leads out of it
+    before, siblings = tree(precious), sorted(tmp_path.iterdir())
+    for target in (precious, root / "escape", root / ".." / "precious") * 3:
+        result = pipeline_at(system, services, root, target)
+        assert result.exit_code == 2, result.output
+        assert "parameter 'output_dir'" in result.stderr and "outside the output root" in result.stderr
+    assert tree(precious) == before and not precious.is_symlink()
+    assert sorted(tmp_path.iterdir()) == siblings, "nothing was staged or moved next to it"
+    assert system.history("publish_pipeline") == [], "no run was recorded"
+
+
+def test_a_directory_the_pipeline_did_not_create_is_never_moved_or_deleted(
+    system: System, services: Path, tmp_path: Path
+) -> None:
+    root = tmp_path / "web"
+    theirs = root / "theirs"
+    theirs.mkdir(parents=True)
+    (theirs / "index.html").write_text("someone else's site")
+    for _ in range(3):
+        result = pipeline_at(system, services, root, theirs)
+        assert result.exit_code == 1, result.output
+        (record,) = json.loads(result.stdout)
+        assert record["status"] == "failed" and "holds files sp-scheduler did not publish" in record["message"]
+    assert tree(theirs) == {"index.html": b"someone else's site"} and not theirs.is_symlink()
+    assert sorted(p.name for p in root.iterdir()) == ["theirs"], "no staging, build or lock file beside it"
+    empty = root / "empty"
+    empty.mkdir()
+    assert pipeline_at(system, services, root, empty).exit_code == 0, "an empty directory is taken over"
+    assert empty.is_symlink() and (empty / "index.html").is_file()

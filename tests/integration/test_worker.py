@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -167,6 +168,39 @@ def test_disable_refuses_manual_runs_unless_forced_and_enable_restores(system: S
     assert shown["enabled"] is True and shown["override"]["enabled"] is True
     listed = system.cli_json("jobs", "list")
     assert next(j for j in listed["jobs"] if j["name"] == "noop")["last_status"] == "succeeded"
+
+
+def test_a_registered_job_absent_from_the_yaml_runs_by_hand_without_force(system: System) -> None:
+    system.configure([job("noop")])  # fail_softly and heartbeat are registered, not configured
+    system.worker()
+    shown = system.cli_json("jobs", "show", "heartbeat")
+    assert shown["configured"] is False
+    result = system.cli("jobs", "run", "heartbeat", "--wait", "--timeout", "30")
+    assert result.exit_code == 0, result.output
+    assert "heartbeat  succeeded" in result.stdout and "running it anyway" not in result.stderr
+    # An explicit disable still needs --force, configured or not.
+    assert system.cli("jobs", "disable", "heartbeat").exit_code == 0
+    assert system.cli("jobs", "run", "heartbeat").exit_code == ExitCode.REFUSED
+    system.configure([job("noop", enabled=False)])
+    assert system.cli("jobs", "run", "noop").exit_code == ExitCode.REFUSED
+
+
+def test_a_message_with_bad_params_becomes_a_failed_run_and_the_worker_carries_on(system: System) -> None:
+    system.configure([job("noop")])
+    system.worker()
+    run_id = str(uuid.uuid4())
+    send_run(app_for(system), RunRequest("cleanup_empty_contexts", "manual", None, run_id, {"dryrun": "true"}))
+    (row,) = wait_until(
+        lambda: [r for r in system.history("cleanup_empty_contexts") if r["status"] in FINISHED],
+        timeout=30,
+        message="the run with bad params was not recorded",
+    )
+    assert (row["id"], row["status"]) == (run_id, "failed")
+    assert row["message"] == (
+        "not run: job 'cleanup_empty_contexts': unknown parameter 'dryrun' (did you mean 'dry_run'?);"
+        " accepted: hours, batch_size, dry_run, lock_timeout_ms, batch_ms"
+    )
+    assert system.cli("jobs", "run", "noop", "--wait", "--timeout", "30").exit_code == 0
 
 
 def test_jobs_use_the_worker_database_pool_and_params(system: System) -> None:

@@ -152,6 +152,53 @@ def test_params_must_be_json_values(tmp_path: Path) -> None:
     ]
 
 
+def test_params_the_ledger_cannot_store_are_refused_nested_too(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "scheduler:\n  jobs:\n"
+        '    - {name: a, extension: core, job: a, schedule: "", enabled: true, params: {note: "a\\0b"}}\n'
+        '    - {name: b, extension: core, job: b, schedule: "", enabled: true, params: {x: [1, {y: "\\0"}]}}\n'
+        '    - {name: c, extension: core, job: c, schedule: "", enabled: true, params: {"k\\0": 1}}\n'
+        "    - {name: d, extension: core, job: d, schedule: '', enabled: true, params: {ratio: .nan}}\n",
+    )
+    assert [(p.job, p.reason) for p in read_config(path).problems] == [
+        ("a", "'params.note' contains a NUL character, which the ledger cannot store"),
+        ("b", "'params.x[1].y' contains a NUL character, which the ledger cannot store"),
+        ("c", "'params' has a key with a NUL character, which the ledger cannot store"),
+        ("d", "'params.ratio' is nan, which is not a JSON number"),
+    ]
+
+
+def test_yaml_params_are_checked_against_the_job_declaration(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "scheduler:\n  extensions: ['tests.support.jobs:extension']\n  jobs:\n"
+        + job_yaml("cleanup_empty_contexts")[:-1]
+        + "\n      params: {dryrun: true}\n"
+        + job_yaml("cleanup_anonymous_users")[:-1]
+        + "\n      params: {days: soon}\n"
+        + job_yaml("publish_pipeline", extension="web")[:-1]
+        + "\n      params: {output_dir: /etc}\n"
+        + job_yaml("legacy", extension="testing", job="echo_params")[:-1]
+        + "\n      params: {a: 1, b: 2}\n",
+    )
+    _, problems, warnings = check_catalog(Settings(config_path=path, output_dir=tmp_path / "web" / "dist"))
+    assert len(problems) == 3
+    found = [(p.file, p.job, p.reason.split(";")[0]) for p in problems]
+    assert [(f"{path}:{line}", *rest) for (_, *rest), line in zip(found, (4, 10, 16), strict=True)] == found
+    assert [(job, reason) for _, job, reason in found] == [
+        ("cleanup_empty_contexts", "unknown parameter 'dryrun' (did you mean 'dry_run'?)"),
+        ("cleanup_anonymous_users", "parameter 'days': 'soon' is not a whole number"),
+        (
+            "publish_pipeline",
+            f"parameter 'output_dir': '/etc' resolves to /etc, outside the output root {tmp_path / 'web'}",
+        ),
+    ]
+    assert [(w.job, w.reason) for w in warnings] == [
+        ("legacy", "job 'echo_params' declares no parameters: params a, b are passed to it unchecked")
+    ]
+
+
 def test_dom_and_dow_both_restricted_is_a_warning(tmp_path: Path) -> None:
     report = read_config(write(tmp_path, "scheduler:\n  jobs:\n" + job_yaml("either", "0 0 0 1 * 1")))
     assert not report.problems

@@ -8,8 +8,8 @@ import pytest
 from psycopg import sql
 
 from sp_scheduler import JobContext
-from sp_scheduler.errors import UsageError
-from workers.core.batching import BatchOptions, Rule, RuleOutcome, summarize
+from sp_scheduler.params import ParamError, check_params, resolve_params
+from workers.core.batching import BATCH_PARAMS, BatchOptions, Rule, RuleOutcome, summarize
 
 RULE = Rule(label="old things", table="things", where="t.created_at < %(cutoff)s")
 EXPIRE = Rule(
@@ -57,13 +57,16 @@ def test_summaries_count_rows_and_flag_dry_runs_and_interruptions() -> None:
 
 
 def context(**parameters: object) -> JobContext:
-    return JobContext("job", "run", "manual", logging.getLogger("test"), parameters=parameters)
+    checked = check_params("job", BATCH_PARAMS, parameters)
+    return JobContext(
+        "job", "run", "manual", logging.getLogger("test"), parameters=resolve_params(BATCH_PARAMS, checked)
+    )
 
 
-def test_options_come_from_parameters_with_bounds() -> None:
+def test_options_come_from_checked_parameters() -> None:
     assert BatchOptions.from_context(context()) == BatchOptions(5000, False, 1000, 200)
     assert BatchOptions.from_context(context(batch_size="50", dry_run="yes")) == BatchOptions(50, True, 1000, 200)
-    with pytest.raises(UsageError, match="'batch_size' must be between 1 and 100000, not 0"):
-        BatchOptions.from_context(context(batch_size=0))
-    with pytest.raises(UsageError, match="'dry_run': 2 is not true or false"):
-        BatchOptions.from_context(context(dry_run=2))
+    with pytest.raises(ParamError, match="parameter 'batch_size': 0 is below the minimum 1"):
+        context(batch_size=0)
+    with pytest.raises(ParamError, match="parameter 'dry_run': 2 is not true or false"):
+        context(dry_run=2)

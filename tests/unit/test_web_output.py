@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from workers.web.output import MANIFEST, SiteBuild, read_manifest
+from workers.web.output import MANIFEST, ForeignDirectory, SiteBuild, read_manifest
 
 
 def build(output: Path, files: dict[str, str], failed: set[str] | None = None) -> tuple[bool, int]:
@@ -43,12 +43,31 @@ def test_a_failed_step_keeps_its_files_from_the_live_site(tmp_path: Path) -> Non
     assert manifest is not None and manifest["pages/a.html"][0] == "pages"
 
 
-def test_a_real_directory_is_converted_to_a_symlink_on_first_publish(tmp_path: Path) -> None:
+def test_an_empty_directory_is_converted_to_a_symlink_on_first_publish(tmp_path: Path) -> None:
     output = tmp_path / "dist"
     output.mkdir()
-    (output / "stale.html").write_text("from an image build")
     build(output, {"index.html": "home"})
-    assert output.is_symlink() and not (output / "stale.html").exists()
+    assert output.is_symlink() and (output / "index.html").read_text() == "home"
+
+
+def test_a_directory_with_files_it_did_not_publish_is_refused_and_left_alone(tmp_path: Path) -> None:
+    output = tmp_path / "dist"
+    output.mkdir()
+    (output / "stale.html").write_text("someone else's")
+    for _ in range(3):
+        with pytest.raises(ForeignDirectory, match="holds files sp-scheduler did not publish"):
+            SiteBuild(output)
+    assert not output.is_symlink() and (output / "stale.html").read_text() == "someone else's"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dist"], "nothing staged, moved or locked beside it"
+
+
+def test_a_directory_this_code_published_in_place_is_moved_aside_then_pruned(tmp_path: Path) -> None:
+    output = tmp_path / "dist"
+    output.mkdir()
+    (output / "index.html").write_text("old")
+    (output / MANIFEST).write_text('{"version": 1, "files": {"index.html": {"step": "s", "sha256": "x"}}}')
+    build(output, {"index.html": "new"})
+    assert output.is_symlink() and (output / "index.html").read_text() == "new"
 
 
 def test_a_mount_point_is_updated_file_by_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -23,8 +23,7 @@ from typing import Any
 import psycopg
 from psycopg import errors, sql
 
-from sp_scheduler import JobContext, JobResult
-from sp_scheduler.errors import UsageError
+from sp_scheduler import JobContext, JobResult, Param
 
 DEFAULT_BATCH_SIZE = 5000
 DEFAULT_LOCK_TIMEOUT_MS = 1000
@@ -35,29 +34,13 @@ MAX_BATCH_SIZE = 100_000
 Logger = logging.Logger | logging.LoggerAdapter[logging.Logger]
 
 
-def int_parameter(ctx: JobContext, key: str, default: int, *, minimum: int = 1, maximum: int | None = None) -> int:
-    """A whole-number parameter within bounds; UsageError (reported as the run's failure) otherwise."""
-    try:
-        value = ctx.get_parameter(key, default)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise UsageError(f"parameter {key!r}: {value!r} is not a whole number")
-    if value < minimum or (maximum is not None and value > maximum):
-        bounds = f"at least {minimum}" if maximum is None else f"between {minimum} and {maximum}"
-        raise UsageError(f"parameter {key!r} must be {bounds}, not {value}")
-    return value
-
-
-def bool_parameter(ctx: JobContext, key: str, default: bool) -> bool:
-    """A yes/no parameter (true/false, yes/no, on/off, 1/0 from the CLI)."""
-    try:
-        value = ctx.get_parameter(key, default)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-    if not isinstance(value, bool):
-        raise UsageError(f"parameter {key!r}: {value!r} is not true or false")
-    return value
+# The parameters every maintenance job shares (see BatchOptions); each job lists them after its own.
+BATCH_PARAMS: tuple[Param, ...] = (
+    Param("batch_size", "int", DEFAULT_BATCH_SIZE, "most rows one batch touches", min=1, max=MAX_BATCH_SIZE),
+    Param("dry_run", "bool", False, "count what would change, change nothing"),
+    Param("lock_timeout_ms", "int", DEFAULT_LOCK_TIMEOUT_MS, "a batch waits this long for a lock", min=1, max=600_000),
+    Param("batch_ms", "int", DEFAULT_BATCH_MS, "target duration of one batch", min=1, max=60_000),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,11 +54,12 @@ class BatchOptions:
 
     @classmethod
     def from_context(cls, ctx: JobContext) -> BatchOptions:
+        """The checked values of BATCH_PARAMS (the worker checked them before the run started)."""
         return cls(
-            batch_size=int_parameter(ctx, "batch_size", DEFAULT_BATCH_SIZE, maximum=MAX_BATCH_SIZE),
-            dry_run=bool_parameter(ctx, "dry_run", False),
-            lock_timeout_ms=int_parameter(ctx, "lock_timeout_ms", DEFAULT_LOCK_TIMEOUT_MS, maximum=600_000),
-            batch_ms=int_parameter(ctx, "batch_ms", DEFAULT_BATCH_MS, maximum=60_000),
+            batch_size=ctx.param("batch_size"),
+            dry_run=ctx.param("dry_run"),
+            lock_timeout_ms=ctx.param("lock_timeout_ms"),
+            batch_ms=ctx.param("batch_ms"),
         )
 
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sp_scheduler import Job, JobContext, JobResult
-from sp_scheduler.errors import UsageError
-from workers.core.batching import BatchOptions, Rule, apply_rule, database_now, int_parameter, summarize
+from sp_scheduler import Job, JobContext, JobResult, Param
+from workers.core.batching import BATCH_PARAMS, BatchOptions, Rule, apply_rule, database_now, summarize
 
 # The NOT EXISTS is checked again under the batch's row lock, and adding a message needs a share lock
 # on its context, so a message that arrives while the context is being deleted is never lost: either
@@ -22,13 +21,11 @@ class CleanupEmptyContexts(Job):
     name = "cleanup_empty_contexts"
     description = "Deletes conversation contexts that contain no messages"
     schedule = "0 0 * * * *"
+    parameters = (Param("hours", "int", 24, "delete empty contexts older than this", min=1), *BATCH_PARAMS)
 
     async def execute(self, ctx: JobContext) -> JobResult:
-        try:
-            hours = int_parameter(ctx, "hours", 24)
-            options = BatchOptions.from_context(ctx)
-        except UsageError as exc:
-            return JobResult.failure(str(exc))
+        hours: int = ctx.param("hours")
+        options = BatchOptions.from_context(ctx)
         async with ctx.db_pool.connection() as conn:
             cutoff = await database_now(conn) - timedelta(hours=hours)
             outcome = await apply_rule(

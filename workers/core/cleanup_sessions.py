@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sp_scheduler import Job, JobContext, JobResult
-from sp_scheduler.errors import UsageError
-from workers.core.batching import BatchOptions, Rule, apply_rule, database_now, int_parameter, summarize
+from sp_scheduler import Job, JobContext, JobResult, Param
+from workers.core.batching import BATCH_PARAMS, BatchOptions, Rule, apply_rule, database_now, summarize
 
 # Expiring ends the session the way a logout does (ended_at + reason), so the application sees one
 # notion of "ended" and the row stays for `days` as an audit trail.
@@ -32,14 +31,16 @@ class CleanupInactiveSessions(Job):
     name = "cleanup_inactive_sessions"
     description = "Expires and removes sessions that have been idle too long"
     schedule = "0 0 * * * *"
+    parameters = (
+        Param("hours", "int", 1, "expire sessions idle for longer than this", min=1),
+        Param("days", "int", 7, "remove sessions that ended longer ago than this", min=1),
+        *BATCH_PARAMS,
+    )
 
     async def execute(self, ctx: JobContext) -> JobResult:
-        try:
-            hours = int_parameter(ctx, "hours", 1)
-            days = int_parameter(ctx, "days", 7)
-            options = BatchOptions.from_context(ctx)
-        except UsageError as exc:
-            return JobResult.failure(str(exc))
+        hours: int = ctx.param("hours")
+        days: int = ctx.param("days")
+        options = BatchOptions.from_context(ctx)
         async with ctx.db_pool.connection() as conn:
             now = await database_now(conn)
             params = {"idle_cutoff": now - timedelta(hours=hours), "ended_cutoff": now - timedelta(days=days)}

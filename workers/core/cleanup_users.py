@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sp_scheduler import Job, JobContext, JobResult
-from sp_scheduler.errors import UsageError
-from workers.core.batching import BatchOptions, Rule, apply_rule, database_now, int_parameter, summarize
+from sp_scheduler import Job, JobContext, JobResult, Param
+from workers.core.batching import BATCH_PARAMS, BatchOptions, Rule, apply_rule, database_now, summarize
 
 # Never upgraded (still anonymous, no upgraded_at), older than the cutoff, and no session still open:
 # someone who is signed in right now keeps their account whatever its age. Sessions, contexts (with
@@ -25,13 +24,14 @@ class CleanupAnonymousUsers(Job):
     name = "cleanup_anonymous_users"
     description = "Removes old anonymous user accounts that were never upgraded"
     schedule = "0 0 3 * * *"
+    parameters = (
+        Param("days", "int", 30, "delete never-upgraded anonymous users older than this", min=1),
+        *BATCH_PARAMS,
+    )
 
     async def execute(self, ctx: JobContext) -> JobResult:
-        try:
-            days = int_parameter(ctx, "days", 30)
-            options = BatchOptions.from_context(ctx)
-        except UsageError as exc:
-            return JobResult.failure(str(exc))
+        days: int = ctx.param("days")
+        options = BatchOptions.from_context(ctx)
         async with ctx.db_pool.connection() as conn:
             cutoff = await database_now(conn) - timedelta(days=days)
             outcome = await apply_rule(

@@ -5,17 +5,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import timedelta
 
-from sp_scheduler import Job, JobContext, JobResult
-from sp_scheduler.errors import UsageError
+from sp_scheduler import Job, JobContext, JobResult, Param
 from sp_scheduler.store.application import APPLICATION_TABLES
 from workers.core.batching import (
+    BATCH_PARAMS,
     BatchOptions,
     Logger,
     Rule,
     apply_rule,
-    bool_parameter,
     database_now,
-    int_parameter,
     summarize,
 )
 from workers.core.vacuum import Bloat, estimate_bloat, vacuum_tables
@@ -39,16 +37,20 @@ class DatabaseCleanup(Job):
     name = "database_cleanup"
     description = "General database maintenance: old logs, expired tokens, vacuum and index cleanup"
     schedule = "0 0 4 * * *"
+    parameters = (
+        Param("days", "int", 30, "delete scheduler log lines older than this", min=1),
+        Param("vacuum", "bool", True, "vacuum the tables this run changed"),
+        Param("oauth", "bool", True, "also delete expired OAuth codes and tokens (false: log lines only)"),
+        Param("bloat_percent", "int", 30, "report tables whose estimated bloat exceeds this", min=1, max=100),
+        *BATCH_PARAMS,
+    )
 
     async def execute(self, ctx: JobContext) -> JobResult:
-        try:
-            days = int_parameter(ctx, "days", 30)
-            vacuum = bool_parameter(ctx, "vacuum", True)
-            oauth = bool_parameter(ctx, "oauth", True)  # false: log lines only (`jobs log-cleanup`)
-            threshold = int_parameter(ctx, "bloat_percent", 30, maximum=100)
-            options = BatchOptions.from_context(ctx)
-        except UsageError as exc:
-            return JobResult.failure(str(exc))
+        days: int = ctx.param("days")
+        vacuum: bool = ctx.param("vacuum")
+        oauth: bool = ctx.param("oauth")  # false: log lines only (`jobs log-cleanup`)
+        threshold: int = ctx.param("bloat_percent")
+        options = BatchOptions.from_context(ctx)
         async with ctx.db_pool.connection() as conn:
             now = await database_now(conn)
             params = {"log_cutoff": now - timedelta(days=days), "now": now}

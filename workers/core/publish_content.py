@@ -17,9 +17,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from sp_scheduler import Job, JobContext, JobResult
-from sp_scheduler.errors import UsageError
-from workers.core.batching import bool_parameter
+from sp_scheduler import Job, JobContext, JobResult, Param
 from workers.core.content_files import ContentFile, scan_content
 
 LOCK_NAME = "sp-scheduler:publish_content"  # two syncs at once would race on the same slugs
@@ -98,13 +96,14 @@ class PublishContent(Job):
     name = "publish_content"
     description = "Syncs content files under services/content/ into the database"
     schedule = "0 */30 * * * *"
+    parameters = (
+        Param("dry_run", "bool", False, "report what would change, change nothing"),
+        Param("allow_empty", "bool", False, "allow unpublishing everything when no content files are found"),
+    )
 
     async def execute(self, ctx: JobContext) -> JobResult:
-        try:
-            dry_run = bool_parameter(ctx, "dry_run", False)
-            allow_empty = bool_parameter(ctx, "allow_empty", False)
-        except UsageError as exc:
-            return JobResult.failure(str(exc))
+        dry_run: bool = ctx.param("dry_run")
+        allow_empty: bool = ctx.param("allow_empty")
         root = ctx.services_dir / "content"
         if not root.is_dir():
             return JobResult.failure(f"content directory {root} not found (set SP_SERVICES_DIR?)")

@@ -17,10 +17,7 @@ from typing import Any
 
 from psycopg import AsyncConnection
 
-from sp_scheduler import Job, JobContext, JobResult
-from sp_scheduler.errors import UsageError
-from workers.core.batching import bool_parameter
-from workers.web.params import now_parameter, text_parameter
+from sp_scheduler import Job, JobContext, JobResult, Param
 
 WATERMARK = "content_analytics"
 
@@ -167,14 +164,16 @@ class ContentAnalyticsAggregation(Job):
     name = "content_analytics_aggregation"
     description = "Aggregates page views, unique visitors and time-on-page into per-content statistics"
     schedule = "0 */15 * * * *"
+    parameters = (
+        Param("now", "instant", None, "compute the 7/30-day windows as of this instant (default: the clock)"),
+        Param("full", "bool", False, "recompute every total from the raw events"),
+        Param("watermark", "str", WATERMARK, "name of the watermark row the incremental fold resumes from"),
+    )
 
     async def execute(self, ctx: JobContext) -> JobResult:
-        try:
-            now = now_parameter(ctx)
-            full = bool_parameter(ctx, "full", False)
-            name = text_parameter(ctx, "watermark", WATERMARK)
-        except UsageError as exc:
-            return JobResult.failure(str(exc))
+        now: datetime | None = ctx.param("now")
+        full: bool = ctx.param("full")
+        name: str = ctx.param("watermark")
         async with ctx.db_pool.connection() as conn:
             outcome = await aggregate(conn, now=now, full=full, name=name)
         ctx.logger.info(

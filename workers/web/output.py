@@ -30,6 +30,11 @@ KEEP_BUILDS = 2  # the live build and the one before it, which requests already 
 STALE_STAGING_SECONDS = 3600  # staging left by a crashed run is removed after this long
 
 Files = dict[str, tuple[str, str]]  # relative path -> (step, sha256)
+IGNORED_ENTRIES = frozenset({"lost+found"})  # what a freshly formatted volume holds at its root
+
+
+class ForeignDirectory(RuntimeError):
+    """The output directory holds files sp-scheduler did not publish: it is never moved, changed or deleted."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +53,7 @@ class SiteBuild:
     def __init__(self, output_dir: Path) -> None:
         self.output_dir = output_dir.absolute()
         self.name = self.output_dir.name
+        _refuse_foreign(self.output_dir)
         # A mount point cannot be renamed or replaced: stage inside it and swap file by file.
         self.in_place = self.output_dir.is_dir() and not self.output_dir.is_symlink() and self.output_dir.is_mount()
         self.base = self.output_dir if self.in_place else self.output_dir.parent
@@ -133,8 +139,10 @@ class SiteBuild:
         link = self.base / f".{self.name}.link-{_stamp()}"
         os.symlink(build.name, link)
         if self.output_dir.is_dir() and not self.output_dir.is_symlink():
-            # A real directory (first run, or made by an image build): moved aside once, then pruned.
-            os.rename(self.output_dir, self.base / f".{self.name}.build-{_stamp()}-replaced")
+            if _is_empty(self.output_dir):  # made by an image build or by hand, never filled: nothing to keep
+                self.output_dir.rmdir()
+            else:  # a site this code published in place: moved aside once, then pruned like any build
+                os.rename(self.output_dir, self.base / f".{self.name}.build-{_stamp()}-replaced")
         os.replace(link, self.output_dir)
         _fsync_dir(self.base)
         self._prune(build)
@@ -173,6 +181,25 @@ class SiteBuild:
                 yield
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _is_empty(directory: Path) -> bool:
+    return not any(entry.name not in IGNORED_ENTRIES for entry in directory.iterdir())
+
+
+def _refuse_foreign(output_dir: Path) -> None:
+    """A real, non-empty directory without this code's manifest belongs to someone else: refuse it.
+
+    A mount point is exempt: it is never moved or replaced, and in place only the files this code's
+    manifest lists are ever removed, so what the operator keeps there stays.
+    """
+    if output_dir.is_symlink() or not output_dir.is_dir() or output_dir.is_mount() or _is_empty(output_dir):
+        return
+    if not (output_dir / MANIFEST).is_file():
+        raise ForeignDirectory(
+            f"output directory {output_dir} holds files sp-scheduler did not publish (no {MANIFEST});"
+            " it is left untouched: empty or remove it, or publish elsewhere"
+        )
 
 
 def read_manifest(site: Path) -> Files | None:

@@ -17,12 +17,11 @@ from typing import Any
 
 from psycopg.rows import dict_row
 
-from sp_scheduler import Job, JobContext, JobResult, PipelineStats
-from sp_scheduler.errors import UsageError
+from sp_scheduler import Job, JobContext, JobResult, Param, PipelineStats
+from sp_scheduler.params import resolve_params
 from workers.core.publish_content import PublishContent
 from workers.web.feeds import atom_feed, llms_txt, robots_txt, sitemap_xml
-from workers.web.output import PublishOutcome, SiteBuild
-from workers.web.params import path_parameter
+from workers.web.output import ForeignDirectory, PublishOutcome, SiteBuild
 from workers.web.render import Entry, Site, load_site_config, render_pages, template_environment
 
 STAGED_ASSETS = "_assets/"
@@ -56,13 +55,12 @@ class PipelineOptions:
     @classmethod
     def from_context(cls, ctx: JobContext) -> PipelineOptions:
         web = ctx.services_dir / "web"
-        base_url = ctx.get_parameter("base_url")
         return cls(
-            output_dir=path_parameter(ctx, "output_dir", ctx.output_dir),
-            templates_dir=path_parameter(ctx, "templates_dir", web / "templates"),
+            output_dir=ctx.param("output_dir") or ctx.output_dir,
+            templates_dir=ctx.param("templates_dir") or web / "templates",
             site_file=web / "site.yaml",
             site_assets_dir=web / "assets",
-            base_url=str(base_url).strip() if base_url else None,
+            base_url=ctx.param("base_url"),
         )
 
 
@@ -85,7 +83,8 @@ class PublishRun:
 
     async def content_ingestion(self) -> None:
         """The publish_content job's sync, as is: files under services/content/ become `content` rows."""
-        result = await PublishContent().execute(dataclasses.replace(self.ctx, parameters={}))
+        defaults = resolve_params(PublishContent.parameters, {})
+        result = await PublishContent().execute(dataclasses.replace(self.ctx, parameters=defaults))
         self.ctx.logger.info("content ingested", extra={"summary": result.message})
         if not result.ok:
             raise StepFailed(result.message or "content sync failed")
@@ -166,13 +165,18 @@ class PublishPipeline(Job):
     description = "Orchestrates the whole publishing workflow: ingest, prerender, sitemap, feeds, assets"
     schedule = "0 */15 * * * *"
     run_on_startup = True
+    parameters = (
+        Param("output_dir", "path", None, "publish here instead of SP_OUTPUT_DIR", root="output"),
+        Param("templates_dir", "path", None, "Jinja templates (default services/web/templates)", root="services"),
+        Param("base_url", "str", None, "absolute URL of the site, overriding site.yaml's base_url"),
+    )
 
     async def execute(self, ctx: JobContext) -> JobResult:
+        options = PipelineOptions.from_context(ctx)
         try:
-            options = PipelineOptions.from_context(ctx)
-        except UsageError as exc:
+            build = await asyncio.to_thread(SiteBuild, options.output_dir)
+        except ForeignDirectory as exc:
             return JobResult.failure(str(exc))
-        build = await asyncio.to_thread(SiteBuild, options.output_dir)
         run = PublishRun(ctx, options, build)
         stats = PipelineStats(ctx.logger)
         try:

@@ -157,12 +157,17 @@ class Site:
 
 
 def template_environment(templates_dir: Path) -> Environment:
-    """Jinja2 with HTML autoescaping and undefined variables as errors (a typo fails the step, loudly)."""
-    from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+    """Sandboxed Jinja2 with HTML autoescaping and undefined variables as errors (a typo fails the step, loudly).
+
+    Sandboxed because templates are data an operator points a parameter at, not code: a template
+    cannot reach Python internals (`__class__`, `__globals__`) through the objects it is given.
+    """
+    from jinja2 import FileSystemLoader, StrictUndefined, select_autoescape
+    from jinja2.sandbox import SandboxedEnvironment
 
     if not templates_dir.is_dir():
         raise FileNotFoundError(f"templates directory {templates_dir} not found")
-    env = Environment(
+    env = SandboxedEnvironment(
         loader=FileSystemLoader(templates_dir),
         autoescape=select_autoescape(["html", "xml"], default_for_string=True),
         undefined=StrictUndefined,

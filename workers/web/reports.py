@@ -17,9 +17,7 @@ from typing import Any
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 
-from sp_scheduler import Job, JobContext, JobResult
-from sp_scheduler.errors import UsageError
-from workers.core.batching import int_parameter
+from sp_scheduler import Job, JobContext, JobResult, Param
 from workers.web.discord import (
     GREEN,
     ORANGE,
@@ -31,7 +29,6 @@ from workers.web.discord import (
     post_embed,
     webhook_host,
 )
-from workers.web.params import float_parameter, now_parameter, text_parameter
 from workers.web.render import url_path
 
 WEBHOOK_ENV = "SP_DISCORD_WEBHOOK_URL"
@@ -63,8 +60,8 @@ class Window:
 
     @classmethod
     def from_context(cls, ctx: JobContext) -> Window:
-        end = now_parameter(ctx) or ctx.scheduled_for or datetime.now(UTC)
-        return cls(end.astimezone(UTC), timedelta(hours=int_parameter(ctx, "period_hours", 24, maximum=24 * 31)))
+        end: datetime = ctx.param("now") or ctx.scheduled_for or datetime.now(UTC)
+        return cls(end.astimezone(UTC), timedelta(hours=ctx.param("period_hours")))
 
 
 class DiscordReport(Job):
@@ -74,17 +71,23 @@ class DiscordReport(Job):
     async def compile(self, conn: AsyncConnection[Any], window: Window) -> Embed:
         """The report for `window`."""
 
+    parameters = (
+        Param("now", "instant", None, "the window ends at this instant (default: the run's slot, else the clock)"),
+        Param("period_hours", "int", 24, "length of the reported window", min=1, max=24 * 31),
+        Param("webhook_env", "str", WEBHOOK_ENV, "environment variable holding the Discord webhook URL"),
+        Param("max_attempts", "int", 5, "delivery attempts before the run fails", min=1, max=20),
+        Param("retry_base_seconds", "float", 1.0, "first retry delay, doubled per attempt", min=0),
+        Param("max_retry_after_seconds", "float", 60.0, "longest Retry-After the job honours", min=0),
+    )
+
     async def execute(self, ctx: JobContext) -> JobResult:
-        try:
-            window = Window.from_context(ctx)
-            env_name = text_parameter(ctx, "webhook_env", WEBHOOK_ENV)
-            policy = RetryPolicy(
-                max_attempts=int_parameter(ctx, "max_attempts", 5, maximum=20),
-                backoff_base=float_parameter(ctx, "retry_base_seconds", 1.0),
-                max_retry_after=float_parameter(ctx, "max_retry_after_seconds", 60.0),
-            )
-        except UsageError as exc:
-            return JobResult.failure(str(exc))
+        window = Window.from_context(ctx)
+        env_name: str = ctx.param("webhook_env")
+        policy = RetryPolicy(
+            max_attempts=ctx.param("max_attempts"),
+            backoff_base=ctx.param("retry_base_seconds"),
+            max_retry_after=ctx.param("max_retry_after_seconds"),
+        )
         async with ctx.db_pool.connection() as conn:
             embed = await self.compile(conn, window)
         url = os.environ.get(env_name, "").strip()
