@@ -34,7 +34,16 @@ from sp_scheduler.store.runs import (
     record_slot,
     record_slots,
 )
-from sp_scheduler.store.state import Override, get_override, get_overrides, set_enabled
+from sp_scheduler.store.state import (
+    Override,
+    OverrideChange,
+    expire_overrides,
+    get_override,
+    get_overrides,
+    override_changes,
+    reset_override,
+    set_enabled,
+)
 
 __all__ = [
     "CODE_SCHEMA_VERSION",
@@ -46,6 +55,7 @@ __all__ = [
     "LogRecordRow",
     "Overlap",
     "Override",
+    "OverrideChange",
     "RunOutcome",
     "RunRecord",
     "RunStatus",
@@ -54,6 +64,7 @@ __all__ = [
     "conninfo_with_defaults",
     "describe_url",
     "enqueue_run",
+    "expire_overrides",
     "finish_run",
     "finish_runs",
     "get_override",
@@ -66,11 +77,13 @@ __all__ = [
     "last_with_status",
     "migrate",
     "open_pool",
+    "override_changes",
     "query_logs",
     "reap_lost",
     "record_slot",
     "record_slots",
     "require_current_schema",
+    "reset_override",
     "schema_version",
     "set_enabled",
     "slot_run_id",
