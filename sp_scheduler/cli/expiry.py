@@ -52,7 +52,7 @@ def expiry(for_text: str | None, until_text: str | None, now: datetime | None = 
     """The instant an override set now ends (None: it lasts until reset); both options at once is an error."""
     if for_text is not None and until_text is not None:
         raise UsageError("--for and --until: give one or the other, not both")
-    now = now or datetime.now(UTC)
+    now = now or datetime.now(UTC).replace(microsecond=0)  # whole seconds: the times are shown to people
     if for_text is not None:
         return now + parse_duration(for_text)
     if until_text is not None:

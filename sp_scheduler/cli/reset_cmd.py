@@ -23,6 +23,8 @@ def reset_cmd(state: CliState, names: tuple[str, ...], reason: str | None) -> No
         for definition in definitions:
             cleared = reset_override(conn, definition.name, actor=state.settings.actor, reason=reason)
             config_value = "enabled" if definition.yaml_enabled else "disabled"
+            if not definition.configured:
+                config_value += ": not configured"
             if cleared is None:
                 click.echo(f"{definition.name}: no override; the config's value stands ({config_value})")
                 continue
