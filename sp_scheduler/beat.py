@@ -116,6 +116,7 @@ class SlotScheduler(RedBeatScheduler):  # type: ignore[misc]
             lambda: runtime.ledger().connection(),
             reap_interval=max(runtime.settings.lease_seconds / 3, 1.0),
             refresh_interval=SYNC_INTERVAL,
+            queued_deadline=runtime.settings.queued_deadline,
         )
         self.metrics: BeatMetrics | None = None
         self.publisher: BatchPublisher | None = None

@@ -1,7 +1,9 @@
 """Beat's Postgres work on a thread of its own, so a slow or absent Postgres never holds up a slot.
 
 Beat publishes slots through Redis alone. Postgres is where it records missed slots, queues startup
-runs, reads the enable/disable overrides and reaps lost runs; all of that happens here. The tick
+runs, reads the enable/disable overrides and reaps lost runs and expired overrides; all of that
+happens here. An override that expires drops out of what the tick reads at its expiry, without
+waiting for a read, so a running beat applies it within a tick. The tick
 hands work over and reads the last overrides without waiting (except, briefly, for a sync the CLI
 asked for), and this thread retries what failed, pausing longer each time, until Postgres answers.
 Before, each of those calls waited on the tick for up to the pool's timeout: with Postgres away,
@@ -17,7 +19,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -59,16 +61,19 @@ class BeatLedger:
         *,
         reap_interval: float,
         refresh_interval: float,
+        queued_deadline: float | None = None,
     ) -> None:
         self._connection = connection
         self.reap_interval = reap_interval
         self.refresh_interval = refresh_interval
+        self.queued_deadline = queued_deadline  # queued runs older than this are reaped as never claimed
         self.leading = False  # the tick sets it; only a leading beat reaps
         self._wake = threading.Condition()
         self._missed: deque[MissedSlots] = deque()
         self._startup: list[StartupRun] = []
         self._queued: list[StartupRun] = []
         self._overrides: dict[str, bool] = {}
+        self._expiries: dict[str, datetime] = {}  # when overrides with an expiry stop counting (UTC)
         self._overrides_version = 0  # 0: never read
         self._refresh_requested = True
         self._refreshed_at = 0.0
@@ -107,9 +112,19 @@ class BeatLedger:
             queued, self._queued = self._queued, []
         return queued
 
-    def overrides(self) -> tuple[int, dict[str, bool]]:
-        """(version, overrides) as last read; the version changes whenever a read finds them changed."""
+    def overrides(self, now: datetime | None = None) -> tuple[int, dict[str, bool]]:
+        """(version, overrides) as last read, less those expired by `now`; the version changes whenever
+        a read finds them changed or one expires. An expiry also asks for a read (which reaps it)."""
+        now = now or datetime.now(UTC)
         with self._wake:
+            expired = [name for name, at in self._expiries.items() if at <= now]
+            if expired:
+                self._overrides = {k: v for k, v in self._overrides.items() if k not in expired}
+                for name in expired:
+                    del self._expiries[name]
+                self._overrides_version += 1
+                self._refresh_requested = True
+                self._wake.notify_all()
             return self._overrides_version, self._overrides
 
     def refresh_overrides(self, wait: float) -> None:
@@ -171,11 +186,17 @@ class BeatLedger:
             self._write_startup(conn)
             if self.leading and now >= self._reaped_at + self.reap_interval:
                 self._reaped_at = now
-                store.reap_lost(conn)  # logs each run it marks lost
+                store.reap_lost(conn, queued_deadline=self.queued_deadline)  # logs each run it marks lost
+                store.expire_overrides(conn)  # records each expiry in the override trail
 
     def _read_overrides(self, conn: psycopg.Connection[Any], now: float) -> None:
-        overrides = {name: o.enabled for name, o in store.get_overrides(conn).items()}
+        # Those in force (Postgres leaves out expired ones), judged by this host's clock too, so a
+        # clock ahead of the database's does not bring back an override the tick already dropped.
+        wall = datetime.now(UTC)
+        read = {n: o for n, o in store.get_overrides(conn).items() if o.expires_at is None or o.expires_at > wall}
+        overrides = {name: o.enabled for name, o in read.items()}
         with self._wake:
+            self._expiries = {name: o.expires_at for name, o in read.items() if o.expires_at is not None}
             if overrides != self._overrides or self._overrides_version == 0:
                 self._overrides = overrides
                 self._overrides_version += 1

@@ -7,7 +7,7 @@ REDBEAT_PREFIX = f"{PREFIX}:redbeat:"  # RedBeat entries: <prefix><job name>, pl
 LEADER_LOCK = f"{REDBEAT_PREFIX}:lock"
 BEAT_LEADER = f"{PREFIX}:beat:leader"  # hash: id, host, pid, since, last_tick (expires with the lock)
 BEAT_INSTANCES = f"{PREFIX}:beat:instances"  # zset: beat id -> last tick (leaders and standbys)
-SYNC_REQUESTED = f"{PREFIX}:beat:sync"  # set by `jobs enable/disable`; beat re-syncs at its next tick
+SYNC_REQUESTED = f"{PREFIX}:beat:sync"  # set by `jobs enable/disable/reset`; beat re-syncs at its next tick
 WORKERS_SEEN = f"{PREFIX}:workers"  # zset: worker hostname -> last heartbeat
 
 

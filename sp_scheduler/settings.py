@@ -18,6 +18,9 @@ from sp_scheduler.redact import redact_url
 DEFAULT_CONFIG = Path("services/scheduler/config.yaml")
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 REDIS_SCHEMES = ("redis", "rediss", "unix")
+# A queued run (manual or startup) that no worker claimed within this many seconds is reaped as `lost`
+# ("never claimed"): its message vanished, or no worker serves its queue (docs/decisions.md).
+DEFAULT_QUEUED_DEADLINE = 3600.0
 
 
 def _env_float(env: Mapping[str, str], name: str, default: float) -> float:
@@ -100,6 +103,7 @@ class Settings:
     db_pool_size: int = 4
     ledger_synchronous_commit: bool = True
     shutdown_grace: float = 60.0
+    queued_deadline: float = DEFAULT_QUEUED_DEADLINE
     metrics_port: int | None = None
     actor: str = field(default_factory=_default_actor)
 
@@ -120,6 +124,7 @@ class Settings:
             db_pool_size=_env_int(env, "SP_DB_POOL_SIZE", 4, minimum=1, maximum=1000),
             ledger_synchronous_commit=_env_bool(env, "SP_LEDGER_SYNC_COMMIT", True),
             shutdown_grace=_env_float(env, "SP_SHUTDOWN_GRACE", 60.0),
+            queued_deadline=_env_float(env, "SP_QUEUED_DEADLINE", DEFAULT_QUEUED_DEADLINE),
             metrics_port=_env_int(env, "SP_METRICS_PORT", 0, minimum=0, maximum=65535) or None,
             actor=env.get("SP_ACTOR") or _default_actor(),
         )
@@ -148,6 +153,7 @@ class Settings:
             "SP_DB_POOL_SIZE": str(self.db_pool_size),
             "SP_LEDGER_SYNC_COMMIT": "on" if self.ledger_synchronous_commit else "off",
             "SP_SHUTDOWN_GRACE": str(self.shutdown_grace),
+            "SP_QUEUED_DEADLINE": str(self.queued_deadline),
         }
         if self.database_url:
             env["SP_DATABASE_URL"] = self.database_url

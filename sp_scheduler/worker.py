@@ -61,8 +61,8 @@ log = logging.getLogger(__name__)
 
 
 class WorkerHousekeeping(bootsteps.StartStopStep):  # type: ignore[misc]
-    """From each worker's main process, every few seconds: mark runs of dead workers `lost`, and
-    record this worker as seen (for `jobs status`)."""
+    """From each worker's main process, every few seconds: mark runs of dead workers (and queued runs
+    no worker claimed) `lost`, delete expired overrides, and record this worker as seen (for `jobs status`)."""
 
     requires = {"celery.worker.components:Timer"}
 
@@ -135,7 +135,10 @@ def reap_lost_runs(runtime: WorkerRuntime) -> int:
     """
     try:
         with runtime.ledger().connection(timeout=HOUSEKEEPING_WAIT) as conn:
-            return len(store.reap_lost(conn))  # reap_lost logs each run it marks lost
+            # reap_lost logs each run it marks lost; expire_overrides each override that ran out
+            lost = store.reap_lost(conn, queued_deadline=runtime.settings.queued_deadline)
+            store.expire_overrides(conn)
+            return len(lost)
     except Exception as exc:  # the database may be briefly down; the next pass retries
         log.warning("lost-run reaper pass failed", extra={"error": str(exc)})
         return 0

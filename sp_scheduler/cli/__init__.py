@@ -18,6 +18,7 @@ from sp_scheduler.cli.jobs_cmd import jobs_group
 from sp_scheduler.cli.logs_cmd import logs_group
 from sp_scheduler.cli.maintenance_cmd import MAINTENANCE_COMMANDS
 from sp_scheduler.cli.process_cmd import beat_cmd, worker_cmd
+from sp_scheduler.cli.reset_cmd import reset_cmd
 from sp_scheduler.cli.runs_cmd import RUN_COMMANDS
 from sp_scheduler.cli.state import CliState
 from sp_scheduler.cli.status_cmd import status_cmd
@@ -75,6 +76,7 @@ def cli(
 
 for command in (*RUN_COMMANDS, *MAINTENANCE_COMMANDS, status_cmd):
     jobs_group.add_command(command)
+jobs_group.add_command(reset_cmd)
 cli.add_command(jobs_group)
 cli.add_command(cron_group)
 cli.add_command(config_group)

@@ -14,7 +14,9 @@ from sp_scheduler.cli.state import CliState, echo_json, echo_table, iso, pass_st
 from sp_scheduler.params import Param
 
 if TYPE_CHECKING:
-    from sp_scheduler.store import Override, RunRecord
+    from sp_scheduler.store import Override, OverrideChange, RunRecord
+
+CHANGES_SHOWN = 5  # entries of the override trail `jobs show` prints
 
 
 @click.group("jobs")
@@ -44,6 +46,39 @@ def _effective(definition: JobDefinition, overrides: Mapping[str, Override]) -> 
     return definition.enabled(override.enabled if override else None)
 
 
+def enabled_source(definition: JobDefinition, override: Override | None) -> dict[str, Any]:
+    """Where the effective enabled state comes from: an override (who, why, until when) or the config."""
+    if override is not None:
+        return {
+            "from": "override",
+            "actor": override.actor,
+            "reason": override.reason,
+            "set_at": iso(override.updated_at),
+            "expires_at": iso(override.expires_at) if override.expires_at else None,
+        }
+    if definition.entry is None:
+        return {"from": "not configured", "where": None}
+    return {"from": "config", "where": definition.entry.source or None}
+
+
+def describe_source(source: Mapping[str, Any]) -> str:
+    """One line: `config (file:line)`, `override by who until when: why`, `not configured`."""
+    if source["from"] == "override":
+        until = f" until {source['expires_at']}" if source["expires_at"] else " until reset"
+        reason = f": {source['reason']}" if source["reason"] else ""
+        return f"override by {source['actor']}{until}{reason}"
+    if source["from"] == "config" and source["where"]:
+        return f"config ({source['where']})"
+    return str(source["from"])
+
+
+def short_source(source: Mapping[str, Any]) -> str:
+    """For the list: `config`, `override`, `override until <time>`."""
+    if source["from"] == "override" and source["expires_at"]:
+        return f"override until {source['expires_at']}"
+    return str(source["from"])
+
+
 def job_summary(
     definition: JobDefinition,
     catalog: Catalog,
@@ -53,6 +88,7 @@ def job_summary(
 ) -> dict[str, Any]:
     enabled = _effective(definition, overrides)
     last_run = last.get(definition.name)
+    source = enabled_source(definition, overrides.get(definition.name))
     return {
         "name": definition.name,
         "extension": definition.extension,
@@ -60,6 +96,7 @@ def job_summary(
         "schedule": definition.schedule,
         "timezone": definition.timezone,
         "enabled": enabled,
+        "enabled_source": source,
         "configured": definition.configured,
         "next_run": iso(next_fire(definition, catalog, enabled, now)) if enabled else None,
         "last_status": last_run.status if last_run else None,
@@ -81,7 +118,7 @@ def list_jobs(state: CliState, as_json: bool) -> None:
     if not catalog.scheduler_enabled:
         click.echo("note: the scheduler is disabled in config (scheduler.enabled: false)", err=True)
     echo_table(
-        ["NAME", "EXTENSION", "SCHEDULE", "TZ", "ENABLED", "NEXT RUN", "LAST"],
+        ["NAME", "EXTENSION", "SCHEDULE", "TZ", "ENABLED", "FROM", "NEXT RUN", "LAST"],
         [
             [
                 row["name"],
@@ -89,6 +126,7 @@ def list_jobs(state: CliState, as_json: bool) -> None:
                 row["schedule"] or ("(manual)" if row["configured"] else "(not configured)"),
                 row["timezone"],
                 "yes" if row["enabled"] else "no",
+                short_source(row["enabled_source"]),
                 row["next_run"] or "-",
                 row["last_status"] or "-",
             ]
@@ -108,11 +146,13 @@ def show_job(state: CliState, name: str, count: int, as_json: bool) -> None:
     definition = catalog.get(name)
     runs: list[RunRecord] = []
     override: Override | None = None
+    changes: list[OverrideChange] = []
     if state.has_database:
-        from sp_scheduler.store import get_override, history
+        from sp_scheduler.store import get_override, history, override_changes
 
         with state.database() as conn:
             override = get_override(conn, name)
+            changes = override_changes(conn, name, limit=CHANGES_SHOWN)
             runs = history(conn, job=name, limit=5)
     enabled = definition.enabled(override.enabled if override else None)
     upcoming: list[datetime] = []
@@ -138,7 +178,10 @@ def show_job(state: CliState, name: str, count: int, as_json: bool) -> None:
             "actor": override.actor,
             "reason": override.reason,
             "updated_at": iso(override.updated_at),
+            "expires_at": iso(override.expires_at) if override.expires_at else None,
         },
+        "enabled_source": enabled_source(definition, override),
+        "override_changes": [change.to_dict() for change in changes],
         "run_on_startup": {"code": definition.job.run_on_startup, "effective": definition.run_on_startup},
         "params": dict(definition.params),
         "parameters": None
@@ -200,10 +243,12 @@ def _print_details(details: dict[str, Any], *, scheduler_enabled: bool) -> None:
     if override:
         state = "enabled" if override["enabled"] else "disabled"
         reason = f": {override['reason']}" if override["reason"] else ""
-        field("Override", f"{state} by {override['actor']} at {override['updated_at']}{reason}")
+        until = f" until {override['expires_at']}" if override["expires_at"] else " until reset"
+        field("Override", f"{state} by {override['actor']} at {override['updated_at']}{until}{reason}")
     else:
         field("Override", "none")
     field("Enabled", ("yes" if details["enabled"] else "no") + ("" if scheduler_enabled else " (scheduler off)"))
+    field("Enabled from", describe_source(details["enabled_source"]))
     startup = details["run_on_startup"]
     field("On startup", f"{'yes' if startup['effective'] else 'no'} (code: {'yes' if startup['code'] else 'no'})")
     field(
@@ -214,6 +259,9 @@ def _print_details(details: dict[str, Any], *, scheduler_enabled: bool) -> None:
     if details["params"]:
         field("Params", ", ".join(f"{k}={v}" for k, v in details["params"].items()))
     _print_parameters(details["parameters"])
+    click.echo("Override changes:")
+    for change in details["override_changes"] or [None]:
+        click.echo(f"  {describe_change(change)}" if change else "  -")
     click.echo("Next runs:")
     for instant in details["next_runs"] or ["-"]:
         click.echo(f"  {instant}")
@@ -223,3 +271,11 @@ def _print_details(details: dict[str, Any], *, scheduler_enabled: bool) -> None:
             click.echo("  -")
             continue
         click.echo(f"  {run['created_at']}  {run['status']:<9}  {run['trigger']:<8}  {run['message'] or ''}".rstrip())
+
+
+def describe_change(change: Mapping[str, Any]) -> str:
+    """One trail entry: `<time>  disable  by alice until <time>: reason`."""
+    until = f" until {change['expires_at']}" if change["expires_at"] and change["action"] != "expire" else ""
+    reason = f": {change['reason']}" if change["reason"] else ""
+    by = "set by" if change["action"] == "expire" else "by"
+    return f"{change['at']}  {change['action']:<7}  {by} {change['actor']}{until}{reason}"

@@ -250,16 +250,23 @@ def history_cmd(state: CliState, job: str | None, limit: int, status: str | None
     )
 
 
-def _set_enabled(state: CliState, name: str, enabled: bool, reason: str | None) -> None:
+def _set_enabled(
+    state: CliState, name: str, enabled: bool, reason: str | None, for_: str | None = None, until: str | None = None
+) -> None:
+    from sp_scheduler.cli.expiry import expiry
     from sp_scheduler.store import set_enabled
 
+    expires_at = expiry(for_, until)
     definition = state.catalog().get(name)
     with state.database() as conn:
-        override = set_enabled(conn, definition.name, enabled=enabled, actor=state.settings.actor, reason=reason)
+        override = set_enabled(
+            conn, definition.name, enabled=enabled, actor=state.settings.actor, reason=reason, expires_at=expires_at
+        )
     _request_beat_sync(state)
     word = "enabled" if override.enabled else "disabled"
+    until_text = f" until {override.expires_at.isoformat()}" if override.expires_at else ""
     suffix = f" ({override.reason})" if override.reason else ""
-    click.echo(f"{word} {definition.name} by {override.actor}{suffix}")
+    click.echo(f"{word} {definition.name} by {override.actor}{until_text}{suffix}")
 
 
 def _request_beat_sync(state: CliState) -> None:
@@ -276,22 +283,30 @@ def _request_beat_sync(state: CliState) -> None:
         click.echo(f"note: could not signal beat ({exc}); it applies the change at its next periodic sync", err=True)
 
 
+_FOR_HELP = "End the override after this long (30m, 2h, 1d, 1h30m); the config's value then stands again."
+_UNTIL_HELP = "End the override at this ISO-8601 time (naive means UTC)."
+
+
 @click.command("enable")
 @click.argument("name")
 @click.option("--reason", help="Why (shown in jobs show).")
+@click.option("--for", "for_", metavar="DURATION", help=_FOR_HELP)
+@click.option("--until", metavar="TIME", help=_UNTIL_HELP)
 @pass_state
-def enable_cmd(state: CliState, name: str, reason: str | None) -> None:
-    """Enable a job (an override in Postgres, applied to the live schedule)."""
-    _set_enabled(state, name, True, reason)
+def enable_cmd(state: CliState, name: str, reason: str | None, for_: str | None, until: str | None) -> None:
+    """Enable a job (an override in Postgres, applied to the live schedule; `jobs reset` clears it)."""
+    _set_enabled(state, name, True, reason, for_, until)
 
 
 @click.command("disable")
 @click.argument("name")
 @click.option("--reason", help="Why (shown in jobs show).")
+@click.option("--for", "for_", metavar="DURATION", help=_FOR_HELP)
+@click.option("--until", metavar="TIME", help=_UNTIL_HELP)
 @pass_state
-def disable_cmd(state: CliState, name: str, reason: str | None) -> None:
-    """Disable a job without removing its configuration (an override in Postgres)."""
-    _set_enabled(state, name, False, reason)
+def disable_cmd(state: CliState, name: str, reason: str | None, for_: str | None, until: str | None) -> None:
+    """Disable a job without removing its configuration (an override in Postgres; `jobs reset` clears it)."""
+    _set_enabled(state, name, False, reason, for_, until)
 
 
 RUN_COMMANDS = (run_jobs, history_cmd, enable_cmd, disable_cmd)

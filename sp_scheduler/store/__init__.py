@@ -35,7 +35,16 @@ from sp_scheduler.store.runs import (
     record_slot,
     record_slots,
 )
-from sp_scheduler.store.state import Override, get_override, get_overrides, set_enabled
+from sp_scheduler.store.state import (
+    Override,
+    OverrideChange,
+    expire_overrides,
+    get_override,
+    get_overrides,
+    override_changes,
+    reset_override,
+    set_enabled,
+)
 
 __all__ = [
     "CODE_SCHEMA_VERSION",
@@ -47,6 +56,7 @@ __all__ = [
     "LogRecordRow",
     "Overlap",
     "Override",
+    "OverrideChange",
     "RunOutcome",
     "RunRecord",
     "RunStatus",
@@ -55,6 +65,7 @@ __all__ = [
     "conninfo_with_defaults",
     "describe_url",
     "enqueue_run",
+    "expire_overrides",
     "finish_run",
     "finish_runs",
     "get_override",
@@ -67,11 +78,13 @@ __all__ = [
     "last_with_status",
     "migrate",
     "open_pool",
+    "override_changes",
     "query_logs",
     "reap_lost",
     "record_slot",
     "record_slots",
     "require_current_schema",
+    "reset_override",
     "schema_version",
     "set_enabled",
     "slot_run_id",

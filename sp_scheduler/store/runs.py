@@ -240,8 +240,10 @@ def _already_holds(record: RunRecord, outcome: RunOutcome) -> bool:
     ) and (outcome.duration_ms is None or record.duration_ms == outcome.duration_ms)
 
 
-def reap_lost(conn: psycopg.Connection[Any]) -> list[RunRecord]:
-    """Mark running rows whose lease expired as 'lost'; concurrent reapers skip each other's rows."""
+def reap_lost(conn: psycopg.Connection[Any], *, queued_deadline: float | None = None) -> list[RunRecord]:
+    """Mark running rows whose lease expired as 'lost', and, given `queued_deadline` (seconds), queued
+    rows no worker claimed within it ("never claimed": their message vanished, or no worker serves
+    their queue). Concurrent reapers, and a worker claiming the run, skip each other's rows."""
     query = sql.SQL(
         "WITH expired AS ("
         " SELECT id AS expired_id FROM sp_job_runs"
@@ -259,7 +261,31 @@ def reap_lost(conn: psycopg.Connection[Any]) -> list[RunRecord]:
             "run lost: lease expired",
             extra={"job": record.job_name, "run_id": record.id, "worker": record.worker},
         )
+    if queued_deadline is not None:
+        lost.extend(_reap_unclaimed(conn, queued_deadline))
     return lost
+
+
+def _reap_unclaimed(conn: psycopg.Connection[Any], deadline: float) -> list[RunRecord]:
+    """Queued runs older than `deadline` seconds become 'lost' with the reason "never claimed"."""
+    query = sql.SQL(
+        "WITH stale AS ("
+        " SELECT id AS stale_id FROM sp_job_runs"
+        " WHERE status = 'queued' AND enqueued_at < clock_timestamp() - make_interval(secs => %(deadline)s)"
+        " FOR UPDATE SKIP LOCKED)"
+        " UPDATE sp_job_runs SET status = 'lost', finished_at = clock_timestamp(), message = %(message)s"
+        " FROM stale WHERE id = stale_id RETURNING {cols}"
+    ).format(cols=COLUMNS)
+    message = f"never claimed: no worker took the run within {deadline:g} s of its queueing (SP_QUEUED_DEADLINE)"
+    with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(query, {"deadline": float(deadline), "message": message}).fetchall()
+    unclaimed = sorted((RunRecord.from_row(r) for r in rows), key=lambda r: r.created_at)
+    for record in unclaimed:
+        log.warning(
+            "run lost: never claimed",
+            extra={"job": record.job_name, "run_id": record.id, "trigger": record.trigger, "deadline_s": deadline},
+        )
+    return unclaimed
 
 
 def interrupt_runs(conn: psycopg.Connection[Any], *, workers: Sequence[str], message: str) -> list[RunRecord]:
