@@ -62,7 +62,7 @@ class EntrySpec:
     timezone: str
     queue: str
     timeout: float | None
-    misfire_grace: float
+    misfire_grace: float | None  # None: follow the period
 
     def definition(self) -> str:
         """The entry's `definition` field, deterministic so changes are detected by comparison."""
@@ -348,7 +348,8 @@ class SlotScheduler(RedBeatScheduler):  # type: ignore[misc]
             log.error("schedule entry has an unusable schedule; skipped", extra={"key": key, "error": reason})
             return key, now, now.timestamp() + UNDECODABLE_RETRY
         last = json.loads(meta, cls=ScheduleDecoder).get("last_run_at") if meta else None
-        plan = plan_due(schedule.cron, last or now, now, float(kwargs.get("misfire_grace") or 0))
+        grace = kwargs.get("misfire_grace")
+        plan = plan_due(schedule.cron, last or now, now, None if grace is None else float(grace))
         if plan.run is not None:
             queue = body.get("options", {}).get("queue") or DEFAULT_QUEUE
             outgoing.append(Outgoing(RunRequest(job_name, "schedule", plan.run), queue, kwargs.get("timeout")))
