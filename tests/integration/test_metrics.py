@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 import urllib.request
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -13,12 +15,15 @@ from tests.support import free_port, wait_until
 
 pytestmark = pytest.mark.integration
 
+ALERT_RULES = Path(__file__).resolve().parents[2] / "deploy" / "prometheus" / "alerts.yml"
+
 
 def scrape(port: int) -> dict[str, list[tuple[dict[str, str], float]]]:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
         text = response.read().decode()
     samples: dict[str, list[tuple[dict[str, str], float]]] = {}
     for family in text_string_to_metric_families(text):
+        samples.setdefault(family.name, [])  # a family with no series yet is still exported
         for sample in family.samples:
             samples.setdefault(sample.name, []).append((dict(sample.labels), sample.value))
     return samples
@@ -77,6 +82,9 @@ def test_worker_and_beat_metrics_move(system: System) -> None:
     assert value(beat, "sp_scheduler_beat_slots_sent_total", job_name="pulse") >= first
     assert 0 <= value(beat, "sp_scheduler_beat_tick_lag_seconds") < 1
     assert all("job" not in labels for samples in (*worker.values(), *beat.values()) for labels, _ in samples)
+    # Every series the shipped alert rules use is one these processes export.
+    used = set(re.findall(r"sp_scheduler_\w+", ALERT_RULES.read_text()))
+    assert used and used <= set(worker) | set(beat), used - set(worker) - set(beat)
 
 
 def ledger_time(system: System, name: str, status: str) -> float:
