@@ -19,7 +19,7 @@ import socket
 import time
 import uuid
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -31,6 +31,8 @@ from sp_scheduler import keys
 from sp_scheduler.beat_ledger import BeatLedger, MissedSlots, StartupRun
 from sp_scheduler.catalog import Catalog, CatalogWatch, JobDefinition
 from sp_scheduler.config import DEFAULT_QUEUE
+from sp_scheduler.cron import CronExpression
+from sp_scheduler.ledger_metrics import FAILED_STATUSES, LastRuns, ScheduledJob
 from sp_scheduler.publish import BatchPublisher, Outgoing
 from sp_scheduler.runner import RunRequest, WorkerRuntime
 from sp_scheduler.schedule import CronSchedule, ScheduleDecoder, ScheduleEncoder, UndecodableSchedule
@@ -62,7 +64,7 @@ class EntrySpec:
     timezone: str
     queue: str
     timeout: float | None
-    misfire_grace: float
+    misfire_grace: float | None  # None: follow the period
 
     def definition(self) -> str:
         """The entry's `definition` field, deterministic so changes are detected by comparison."""
@@ -119,6 +121,7 @@ class SlotScheduler(RedBeatScheduler):  # type: ignore[misc]
             queued_deadline=runtime.settings.queued_deadline,
         )
         self.metrics: BeatMetrics | None = None
+        self.live: Mapping[str, ScheduledJob] = {}  # the synced schedule, for the ledger timestamps
         self.publisher: BatchPublisher | None = None
         super().__init__(app, **kwargs)
         self.lock_key = None  # leadership is ours (in tick); RedBeat's blocking beat_init lock stays out
@@ -162,10 +165,25 @@ class SlotScheduler(RedBeatScheduler):  # type: ignore[misc]
         # On the first tick, not in __init__: Celery also builds a throwaway scheduler for its banner.
         port = self.runtime.settings.metrics_port
         if port and self.metrics is None:
-            from sp_scheduler.metrics import BeatMetrics
+            from sp_scheduler.metrics import BeatMetrics, LedgerTimestamps
 
             self.metrics = BeatMetrics()
+            self.metrics.registry.register(LedgerTimestamps(self._last_runs, lambda: self.live, lambda: self.leader))
             self.metrics.serve(port)
+
+    def _last_runs(self, names: Sequence[str]) -> LastRuns:
+        """Newest success and failure per job, from the ledger (the metrics server thread calls this)."""
+        from sp_scheduler.store import last_with_status
+
+        def read(conn: Any) -> LastRuns:
+            successes = last_with_status(conn, ["succeeded"], names)
+            failures = last_with_status(conn, FAILED_STATUSES, names)
+            return (
+                {name: r.finished_at or r.created_at for name, r in successes.items()},
+                {name: r.finished_at or r.created_at for name, r in failures.items()},
+            )
+
+        return self.runtime.ledger_call(read)
 
     def _tick(self) -> float:
         self._serve_metrics()
@@ -278,6 +296,10 @@ class SlotScheduler(RedBeatScheduler):  # type: ignore[misc]
                     },
                 )
             pipe.execute()
+        self.live = {
+            name: ScheduledJob(CronExpression.parse(spec.expression, spec.timezone), spec.timeout)
+            for name, spec in desired.items()
+        }
         if self.metrics is not None:
             self.metrics.entries.set(len(desired))
 
@@ -349,7 +371,8 @@ class SlotScheduler(RedBeatScheduler):  # type: ignore[misc]
             log.error("schedule entry has an unusable schedule; skipped", extra={"key": key, "error": reason})
             return key, now, now.timestamp() + UNDECODABLE_RETRY
         last = json.loads(meta, cls=ScheduleDecoder).get("last_run_at") if meta else None
-        plan = plan_due(schedule.cron, last or now, now, float(kwargs.get("misfire_grace") or 0))
+        grace = kwargs.get("misfire_grace")
+        plan = plan_due(schedule.cron, last or now, now, None if grace is None else float(grace))
         if plan.run is not None:
             queue = body.get("options", {}).get("queue") or DEFAULT_QUEUE
             outgoing.append(Outgoing(RunRequest(job_name, "schedule", plan.run), queue, kwargs.get("timeout")))

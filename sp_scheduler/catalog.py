@@ -11,7 +11,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sp_scheduler.config import DEFAULT_MISFIRE_GRACE, DEFAULT_QUEUE, JobConfig, Overlap, SchedulerConfig, read_config
+from sp_scheduler.config import DEFAULT_QUEUE, JobConfig, Overlap, SchedulerConfig, read_config
 from sp_scheduler.cron import CronExpression, parse_schedule
 from sp_scheduler.errors import ConfigError, InvalidCronExpression, Problem, UnknownJob
 from sp_scheduler.jobs import Job
@@ -69,8 +69,9 @@ class JobDefinition:
         return self.entry.overlap if self.entry else "skip"
 
     @property
-    def misfire_grace(self) -> float:
-        return self.entry.misfire_grace if self.entry else DEFAULT_MISFIRE_GRACE
+    def misfire_grace(self) -> float | None:
+        """Seconds a missed slot may still run late; None follows the job's period (see slots.py)."""
+        return self.entry.misfire_grace if self.entry else None
 
     @property
     def queue(self) -> str:

@@ -20,7 +20,6 @@ from sp_scheduler.errors import ConfigError, InvalidCronExpression, InvalidTimeZ
 
 Overlap = Literal["skip", "allow"]
 OVERLAP_POLICIES: tuple[Overlap, ...] = ("skip", "allow")
-DEFAULT_MISFIRE_GRACE = 300.0
 DEFAULT_QUEUE = "sp_scheduler"
 
 _LINE_KEY = "__line__"
@@ -43,7 +42,7 @@ class JobConfig:
     params: Mapping[str, Any] = field(default_factory=dict)
     timeout: float | None = None
     overlap: Overlap = "skip"
-    misfire_grace: float = DEFAULT_MISFIRE_GRACE
+    misfire_grace: float | None = None  # seconds; None = follow the period (sp_scheduler.slots.default_grace)
     queue: str = DEFAULT_QUEUE
     source: str = ""  # "file:line", for messages
 
@@ -243,10 +242,10 @@ def _check_option_fields(entry: dict[str, Any], values: dict[str, Any], reasons:
             values["overlap"] = entry["overlap"]
     if "misfire_grace" in entry:
         grace = entry["misfire_grace"]
-        if isinstance(grace, bool) or not isinstance(grace, int | float) or grace < 0:
+        if grace is not None and (isinstance(grace, bool) or not isinstance(grace, int | float) or grace < 0):
             reasons.append(f"'misfire_grace' must be a number of seconds >= 0, not {grace!r}")
         else:
-            values["misfire_grace"] = float(grace)
+            values["misfire_grace"] = None if grace is None else float(grace)
     if "queue" in entry:
         if not isinstance(entry["queue"], str) or not entry["queue"].strip():
             reasons.append("'queue' must be a non-empty string")

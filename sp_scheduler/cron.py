@@ -52,6 +52,7 @@ _MAX_DAYS_IN_MONTH = (0, 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)  # leap
 _FIXED_ZONE = re.compile(r"(?:Etc/)?(?:UTC|UCT|GMT|GMT0|GMT[+-]\d{1,2}|Greenwich|Universal|Zulu)")
 _EPOCH = datetime(1970, 1, 1)
 _ONE_SECOND = timedelta(seconds=1)
+_MIN_TS = int(datetime(1, 1, 2, tzinfo=UTC).timestamp())  # prev_before searches no further back
 _NONE = 99  # "no allowed value at or after this index" in the lookup tables
 
 # How day-of-month and day-of-week combine, decided once at parse time.
@@ -173,6 +174,37 @@ class CronExpression:
             (after.year, after.month, after.day, after.hour, after.minute, after.second)
         )
         return datetime(y, mo, d, h, mi, s, tzinfo=tz)
+
+    def prev_before(self, before: datetime) -> datetime:
+        """The last fire time strictly before `before` (naive = wall clock in self.tz), aware in self.tz.
+
+        Defined through `next_after`, so the DST rules are the same in both directions: the answer is
+        `next_after(s)` for the latest whole second `s` whose next fire is still before `before`. A
+        galloping search finds a start whose next fire is early enough (about log2 of the gap), then a
+        bisection narrows it: a few dozen `next_after` calls even for a yearly expression.
+        """
+        tz = self.tz
+        if before.tzinfo is None:
+            before = before.replace(tzinfo=tz, fold=0)
+        limit = math.ceil(before.timestamp()) - 1  # fire times are whole seconds: fire < before <=> fire <= limit
+        step = 1
+        low = limit - step
+        while self._next_ts(low) > limit:
+            step *= 2
+            low = limit - step
+            if low < _MIN_TS:
+                raise ValueError(f"cron expression {self.source!r} has no fire time before {before.isoformat()}")
+        high = limit  # invariant: next(low) <= limit < next(high)
+        while high - low > 1:
+            middle = (low + high) // 2
+            if self._next_ts(middle) <= limit:
+                low = middle
+            else:
+                high = middle
+        return self.next_after(datetime.fromtimestamp(low, tz))
+
+    def _next_ts(self, ts: int) -> int:
+        return int(self.next_after(datetime.fromtimestamp(ts, self.tz)).timestamp())
 
     def iter_after(self, after: datetime) -> Iterator[datetime]:
         """Upcoming fire times after `after`, forever, each strictly later than the one before."""

@@ -3,19 +3,31 @@
 Worker pool processes are forked, so run metrics use prometheus_client's multiprocess mode: each
 process writes its samples to files under `PROMETHEUS_MULTIPROC_DIR`, and the worker's main process
 serves their sum. Metric objects are created per process and registered nowhere global.
+
+The per-job label is `job_name`, not `job`: Prometheus adds a `job` label (the scrape job) to every
+series and would rename ours to `exported_job`.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client import multiprocess as prom_multiprocess
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
+from sp_scheduler.ledger_metrics import LastRuns, ScheduledJob, job_timestamps
 from sp_scheduler.store import RunRecord
+
+log = logging.getLogger(__name__)
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # set by `sp-scheduler worker` before this module is imported
 DURATION_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600)
+JOB_LABEL = "job_name"  # not "job": Prometheus owns that label
 LATENESS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 30, 300)
 
 
@@ -36,8 +48,8 @@ class RunMetrics:
     """Counters and histograms a worker process updates as runs start and finish."""
 
     def __init__(self) -> None:
-        job = ["job"]
-        self.runs = Counter("sp_scheduler_runs", "Runs recorded", ["job", "trigger", "status"], registry=None)
+        job = [JOB_LABEL]
+        self.runs = Counter("sp_scheduler_runs", "Runs recorded", [JOB_LABEL, "trigger", "status"], registry=None)
         self.duration = Histogram(
             "sp_scheduler_run_duration_seconds", "Run duration", job, buckets=DURATION_BUCKETS, registry=None
         )
@@ -80,8 +92,63 @@ class BeatMetrics:
             "sp_scheduler_beat_tick_lag_seconds", "How late the newest slot was sent", registry=registry
         )
         self.entries = Gauge("sp_scheduler_schedule_entries", "Jobs on the live schedule", registry=registry)
-        self.sent = Counter("sp_scheduler_beat_slots_sent", "Slot messages sent", ["job"], registry=registry)
-        self.missed = Counter("sp_scheduler_beat_slots_missed", "Slots recorded missed", ["job"], registry=registry)
+        self.sent = Counter("sp_scheduler_beat_slots_sent", "Slot messages sent", [JOB_LABEL], registry=registry)
+        self.missed = Counter("sp_scheduler_beat_slots_missed", "Slots recorded missed", [JOB_LABEL], registry=registry)
 
     def serve(self, port: int) -> None:
         start_http_server(port, registry=self.registry)
+
+
+class LedgerTimestamps(Collector):
+    """Last success / last failure / success due per scheduled job, read on each scrape (leader only).
+
+    `read(names)` queries Postgres, `jobs()` is the live schedule, `leading()` says whether this beat
+    leads: standbys serve no such series, so there is one copy of each (see ledger_metrics.py).
+    """
+
+    def __init__(
+        self,
+        read: Callable[[Sequence[str]], LastRuns],
+        jobs: Callable[[], Mapping[str, ScheduledJob]],
+        leading: Callable[[], bool],
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.read, self.jobs, self.leading, self.clock = read, jobs, leading, clock
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        if not self.leading():
+            return
+        jobs = dict(self.jobs())
+        up = GaugeMetricFamily("sp_scheduler_ledger_read_up", "1 when the last-run timestamps could be read")
+        try:
+            last = self.read(sorted(jobs))
+        except Exception as exc:  # a scrape must answer even while Postgres is away
+            log.warning("cannot read last runs for metrics", extra={"error": str(exc)})
+            up.add_metric([], 0)
+            yield up
+            return
+        up.add_metric([], 1)
+        yield up
+        labels = [JOB_LABEL]
+        success = GaugeMetricFamily(
+            "sp_scheduler_job_last_success_timestamp_seconds", "When the job last succeeded", labels=labels
+        )
+        failure = GaugeMetricFamily(
+            "sp_scheduler_job_last_failure_timestamp_seconds",
+            "When the job last failed, timed out or was lost",
+            labels=labels,
+        )
+        due = GaugeMetricFamily(
+            "sp_scheduler_job_success_due_timestamp_seconds",
+            "The newest slot whose success is due by now (its late grace has passed)",
+            labels=labels,
+        )
+        for sample in job_timestamps(jobs, last, self.clock()):
+            if sample.last_success is not None:
+                success.add_metric([sample.job_name], sample.last_success)
+            if sample.last_failure is not None:
+                failure.add_metric([sample.job_name], sample.last_failure)
+            due.add_metric([sample.job_name], sample.success_due)
+        yield success
+        yield failure
+        yield due

@@ -14,6 +14,9 @@ from sp_scheduler.cron import CronExpression
 
 # A slot this close to "now" is on time, whatever misfire_grace says: beat wakes a few ms late.
 ON_TIME = timedelta(seconds=1)
+# Without a per-job misfire_grace, the newest overdue slot runs while it is younger than one period
+# (the gap to the slot after it), but never more than this late.
+MISFIRE_GRACE_CAP = timedelta(days=1)
 # Beyond this many overdue slots, only the newest ones are listed individually (a per-second job
 # after a day of downtime would otherwise produce 86,400 rows in one go).
 MAX_MISSED_ROWS = 10_000
@@ -34,9 +37,19 @@ class DuePlan:
         return self.run is None and not self.missed_total
 
 
-def plan_due(cron: CronExpression, last_slot: datetime, now: datetime, misfire_grace: float) -> DuePlan:
+def default_grace(slot: datetime, following: datetime) -> timedelta:
+    """The grace of a job without `misfire_grace`: one period (slot to the next slot), capped at a day.
+
+    A daily 03:00 job whose beat was down from 02:55 to 03:10 still runs at 03:10; a weekly job whose
+    beat came back 26 hours after the slot does not (it is recorded missed).
+    """
+    return min(following - slot, MISFIRE_GRACE_CAP)
+
+
+def plan_due(cron: CronExpression, last_slot: datetime, now: datetime, misfire_grace: float | None) -> DuePlan:
     """Slots in (last_slot, now]: the newest runs if on time or within the grace, the rest are missed.
 
+    `misfire_grace` is the job's setting in seconds; None follows the period (`default_grace`).
     Never a burst: however many slots passed while no beat was running, at most one run is sent.
     """
     due: list[datetime] = []
@@ -52,7 +65,8 @@ def plan_due(cron: CronExpression, last_slot: datetime, now: datetime, misfire_g
         return DuePlan(None, (), 0, last_slot, slot)
     newest = due[-1]
     lateness = now - newest
-    runs = lateness <= ON_TIME or lateness.total_seconds() <= misfire_grace
+    grace = default_grace(newest, slot) if misfire_grace is None else timedelta(seconds=misfire_grace)
+    runs = lateness <= ON_TIME or lateness <= grace
     missed = tuple(due[:-1]) if runs else tuple(due[-MAX_MISSED_ROWS:])
     missed_total = total - 1 if runs else total
     return DuePlan(newest if runs else None, missed, missed_total, newest, slot)

@@ -8,13 +8,31 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from enum import IntEnum
 from typing import Any
 
 from sp_scheduler.catalog import Catalog
+from sp_scheduler.cron import CronExpression
 
 BEAT_STALE_SECONDS = 15.0  # a leader that has not ticked for this long is treated as gone
 WORKER_SEEN_SECONDS = 60.0
+
+
+# A job is late when the newest slot older than its late grace has no success since. The grace is
+# the job's timeout when it has one, else one period capped at LATE_GRACE_CAP, never below
+# LATE_GRACE_FLOOR (beat lag, queueing and the run itself must fit in it).
+LATE_GRACE_FLOOR = 60.0
+LATE_GRACE_CAP = 3600.0
+
+
+class CheckCode(IntEnum):
+    """Exit codes of `jobs status --check`, most severe first; the first that applies is returned."""
+
+    OK = 0
+    NO_BEAT = 10  # no beat leads, or the leader has stopped ticking
+    NO_WORKER = 11  # no worker has reported in within WORKER_SEEN_SECONDS
+    LATE = 12  # at least one enabled job is late
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +44,8 @@ class JobHealth:
     last_failure: datetime | None
     period_seconds: float | None
     late: bool
+    expected_slot: datetime | None = None  # the newest slot that should have succeeded by now
+    late_grace_seconds: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -35,8 +55,27 @@ class JobHealth:
             "last_success": self.last_success.isoformat() if self.last_success else None,
             "last_failure": self.last_failure.isoformat() if self.last_failure else None,
             "period_seconds": self.period_seconds,
+            "expected_slot": self.expected_slot.isoformat() if self.expected_slot else None,
+            "late_grace_seconds": self.late_grace_seconds,
             "late": self.late,
         }
+
+
+def late_grace(period: float, timeout: float | None) -> float:
+    """How long after a slot its success may come before the job counts as late."""
+    return max(LATE_GRACE_FLOOR, timeout if timeout else min(period, LATE_GRACE_CAP))
+
+
+def expected_slot(cron: CronExpression, timeout: float | None, now: datetime) -> tuple[datetime, float, float]:
+    """(the newest slot whose success is due by `now`, the period around now, the grace applied).
+
+    The period is the real gap between the last slot before `now` and the one after it, so a weekday
+    job's period on a weekend is the weekend: `0 0 9 * * MON-FRI` on Sunday expects Friday's run.
+    """
+    latest = cron.prev_before(now)
+    period = (cron.next_after(latest) - latest).total_seconds()
+    grace = late_grace(period, timeout)
+    return cron.prev_before(now - timedelta(seconds=grace)), period, grace
 
 
 def job_health(
@@ -48,19 +87,24 @@ def job_health(
 ) -> list[JobHealth]:
     """Per scheduled job: next run, last success/failure, and `late`.
 
-    A job is late when it is enabled and scheduled and its last success is older than twice its
-    period; one that has failed but never succeeded is late too. A job that never ran is not (yet).
+    A job is late when it is enabled and scheduled and its last success is older than the newest slot
+    that should have succeeded by now (see `expected_slot`); one that has failed but never succeeded
+    is late too. A job that never ran is not (yet).
     """
     report = []
     for definition in catalog:
         enabled = catalog.scheduler_enabled and definition.enabled(overrides.get(definition.name))
         cron = definition.cron
-        period = cron.period_seconds() if cron is not None else None
         success = last_success.get(definition.name)
         failure = last_failure.get(definition.name)
         late = False
-        if enabled and period is not None:
-            late = (now - success).total_seconds() > 2 * period if success is not None else failure is not None
+        slot: datetime | None = None
+        period: float | None = None
+        grace: float | None = None
+        if cron is not None:
+            slot, period, grace = expected_slot(cron, definition.timeout, now)
+            if enabled:
+                late = success < slot if success is not None else failure is not None
         report.append(
             JobHealth(
                 name=definition.name,
@@ -70,6 +114,8 @@ def job_health(
                 last_failure=failure,
                 period_seconds=period,
                 late=late,
+                expected_slot=slot if enabled else None,
+                late_grace_seconds=grace,
             )
         )
     return report
@@ -98,3 +144,14 @@ def beat_state(leader: Mapping[str, str], instances: Sequence[tuple[str, float]]
 
 def recent_workers(seen: Sequence[tuple[str, float]], now: datetime) -> list[str]:
     return sorted(name for name, when in seen if now.timestamp() - when < WORKER_SEEN_SECONDS)
+
+
+def check_code(beat: BeatState, workers: Sequence[str], jobs: Sequence[JobHealth]) -> CheckCode:
+    """What `jobs status --check` exits with: the most severe problem, or OK."""
+    if not beat.healthy:
+        return CheckCode.NO_BEAT
+    if not workers:
+        return CheckCode.NO_WORKER
+    if any(job.late for job in jobs):
+        return CheckCode.LATE
+    return CheckCode.OK

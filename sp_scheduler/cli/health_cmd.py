@@ -17,7 +17,7 @@ import click
 import redis
 
 from sp_scheduler import keys
-from sp_scheduler.cli.state import CliState, pass_state
+from sp_scheduler.cli.state import CliState, echo_json, pass_state
 from sp_scheduler.errors import BrokerUnavailable, SchedulerError
 from sp_scheduler.redact import redact_text, redis_where
 
@@ -81,21 +81,44 @@ def check_beat(client: redis.Redis, host: str, max_age: float, now: float) -> st
     help="Seconds a heartbeat stays fresh [default: the run lease, SP_RUN_LEASE, 30 s].",
 )
 @click.option("--host", help="Host name the process reports under [default: this host's name].")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (the exit code is the same).")
 @pass_state
-def health_cmd(state: CliState, role: str | None, max_age: float | None, host: str | None) -> None:
+def health_cmd(state: CliState, role: str | None, max_age: float | None, host: str | None, as_json: bool) -> None:
     """Exit 0 when Postgres and Redis answer (and, with --role, this host's process is alive); else 1, 4 or 69."""
+    report: dict[str, object] = {"ok": False, "role": role}
+    try:
+        parts = _check(state, role, max_age, host, report)
+    except SchedulerError as exc:
+        if as_json:
+            echo_json({**report, "error": str(exc), "exit_code": int(exc.exit_code)})
+        raise
+    if as_json:
+        echo_json({**report, "ok": True})
+        return
+    click.echo("ok: " + "; ".join(parts))
+
+
+def _check(
+    state: CliState, role: str | None, max_age: float | None, host: str | None, report: dict[str, object]
+) -> list[str]:
+    """Run the checks, filling `report` as each passes; the one-line summary parts."""
     from sp_scheduler.store import describe_url, schema_version
 
     settings = state.settings
     with state.database() as conn:
-        postgres = f"postgres {describe_url(settings.require_database_url())} schema {schema_version(conn)}"
+        version = schema_version(conn)
+    report["postgres"] = {"url": describe_url(settings.require_database_url()), "schema": version}
+    postgres = f"postgres {describe_url(settings.require_database_url())} schema {version}"
     client = _redis_client(settings.redis_url)
+    report["redis"] = redis_where(settings.redis_url)
     parts = [postgres, f"redis {redis_where(settings.redis_url)}"]
     try:
         if role is not None:
             check = check_worker if role == "worker" else check_beat
             age = max_age if max_age is not None else settings.lease_seconds
-            parts.append(check(client, host or socket.gethostname(), age, time.time()))
+            process = check(client, host or socket.gethostname(), age, time.time())
+            report["process"] = process
+            parts.append(process)
     except redis.RedisError as exc:
         raise BrokerUnavailable(
             f"cannot read heartbeats from Redis at {redis_where(settings.redis_url)}: "
@@ -103,4 +126,4 @@ def health_cmd(state: CliState, role: str | None, max_age: float | None, host: s
         ) from None
     finally:
         client.close()
-    click.echo("ok: " + "; ".join(parts))
+    return parts

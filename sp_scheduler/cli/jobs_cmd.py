@@ -227,6 +227,10 @@ def _print_parameters(parameters: list[dict[str, Any]] | None) -> None:
         click.echo(f"  {param['summary']}: {param['description']}" if param["description"] else f"  {param['summary']}")
 
 
+def _grace(seconds: float | None) -> str:
+    return "one period (max 1 day)" if seconds is None else f"{seconds:g}s"
+
+
 def _print_details(details: dict[str, Any], *, scheduler_enabled: bool) -> None:
     def field(label: str, value: object) -> None:
         click.echo(f"{label + ':':<16}{value}")
@@ -254,7 +258,7 @@ def _print_details(details: dict[str, Any], *, scheduler_enabled: bool) -> None:
     field(
         "Options",
         f"timeout={details['timeout'] or 'none'} overlap={details['overlap']} "
-        f"misfire_grace={details['misfire_grace']:g}s queue={details['queue']}",
+        f"misfire_grace={_grace(details['misfire_grace'])} queue={details['queue']}",
     )
     if details["params"]:
         field("Params", ", ".join(f"{k}={v}" for k, v in details["params"].items()))

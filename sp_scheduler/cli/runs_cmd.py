@@ -18,6 +18,7 @@ from sp_scheduler.errors import (
     DatabaseUnavailable,
     ExitCode,
     JobDisabled,
+    UnknownJob,
     UsageError,
     WaitTimedOut,
 )
@@ -228,6 +229,13 @@ def history_cmd(state: CliState, job: str | None, limit: int, status: str | None
 
     with state.database() as conn:
         records = history(conn, job=job, status=cast("RunStatus | None", status), limit=limit)
+        if (
+            job is not None
+            and not records
+            and state.catalog().find(job) is None
+            and not history(conn, job=job, limit=1)
+        ):
+            raise UnknownJob(job, state.catalog().names())  # a removed job with runs still shows them
     if as_json:
         echo_json([record.to_dict() for record in records])
         return

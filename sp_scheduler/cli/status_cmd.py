@@ -12,7 +12,7 @@ from sp_scheduler.cli.state import CliState, echo_json, echo_table, iso, pass_st
 from sp_scheduler.config import DEFAULT_QUEUE
 from sp_scheduler.errors import BrokerUnavailable
 from sp_scheduler.redact import redact_text, redis_where
-from sp_scheduler.status import beat_state, job_health, recent_workers
+from sp_scheduler.status import CheckCode, JobHealth, beat_state, check_code, job_health, recent_workers
 
 
 def _redis_facts(state: CliState, queues: list[str]) -> tuple[dict[str, str], list[Any], list[Any], dict[str, int]]:
@@ -35,8 +35,13 @@ def _redis_facts(state: CliState, queues: list[str]) -> tuple[dict[str, str], li
 
 @click.command("status")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Exit non-zero on a problem: 10 no beat leads, 11 no worker seen, 12 a job is late (most severe wins).",
+)
 @pass_state
-def status_cmd(state: CliState, as_json: bool) -> None:
+def status_cmd(state: CliState, as_json: bool, check: bool) -> None:
     """Beat leader and last tick, workers seen, queue depth, and per job last success/failure and lateness."""
     from sp_scheduler.store import get_overrides, last_with_status
 
@@ -58,6 +63,7 @@ def status_cmd(state: CliState, as_json: bool) -> None:
         {name: r.finished_at or r.created_at for name, r in failures.items()},
         now,
     )
+    code = check_code(beat, seen, health)
     if as_json:
         echo_json(
             {
@@ -71,8 +77,10 @@ def status_cmd(state: CliState, as_json: bool) -> None:
                 "workers": seen,
                 "queues": depths,
                 "jobs": [job.to_dict() for job in health],
+                "check": {"code": int(code), "problem": code.name.lower()},
             }
         )
+        _exit_for(code, check, health)
         return
     if beat.leader and beat.lag_seconds is not None:
         stale = "" if beat.healthy else "  (STALE: no leader is ticking)"
@@ -98,3 +106,17 @@ def status_cmd(state: CliState, as_json: bool) -> None:
             for job in health
         ],
     )
+    _exit_for(code, check, health)
+
+
+def _exit_for(code: CheckCode, check: bool, health: list[JobHealth]) -> None:
+    """With --check, a one-line reason on stderr and the documented exit code."""
+    if not check or code is CheckCode.OK:
+        return
+    problems = {
+        CheckCode.NO_BEAT: "no beat leads (or the leader stopped ticking)",
+        CheckCode.NO_WORKER: "no worker reported in the last minute",
+        CheckCode.LATE: "late: " + ", ".join(job.name for job in health if job.late),
+    }
+    click.echo(f"check failed ({int(code)}): {problems[code]}", err=True)
+    raise SystemExit(int(code))

@@ -267,3 +267,11 @@ def test_startup_needs_both_code_and_yaml(tmp_path: Path) -> None:
     assert catalog.get("publish_pipeline").run_on_startup is True
     assert catalog.get("database_cleanup").run_on_startup is False
     assert catalog.get("daily_traffic_report").run_on_startup is False
+
+
+def test_misfire_grace_is_optional_and_null_means_follow_the_period(tmp_path: Path) -> None:
+    body = "scheduler:\n  enabled: true\n  jobs:\n" + job_yaml("a", job="database_cleanup")
+    body += job_yaml("b", job="database_cleanup") + "      misfire_grace: null\n"
+    body += job_yaml("c", job="database_cleanup") + "      misfire_grace: 60\n"
+    config = load_config(write(tmp_path, body))
+    assert [job.misfire_grace for job in config.jobs] == [None, None, 60.0]

@@ -430,3 +430,18 @@ def test_module_imports_only_the_standard_library() -> None:
         "zoneinfo",
         "sp_scheduler",
     }
+
+
+@pytest.mark.parametrize(
+    ("expr", "before", "expected"),
+    [
+        ("0 0 9 * * MON-FRI", utc(2026, 12, 6, 12), utc(2026, 12, 4, 9)),  # Sunday -> Friday
+        ("0 0 9 * * MON-FRI", utc(2026, 12, 4, 9), utc(2026, 12, 3, 9)),  # strictly before
+        ("0 0 9 * * MON-FRI", utc(2026, 12, 4, 9, micro=1), utc(2026, 12, 4, 9)),
+        ("0 0 0 29 2 *", utc(2026, 1, 1), utc(2024, 2, 29)),
+        ("0 0 0 1 1 *", utc(2001, 1, 1), utc(2000, 1, 1)),
+        ("* * * * * *", utc(2026, 1, 1), utc(2025, 12, 31, 23, 59, 59)),
+    ],
+)
+def test_prev_before(expr: str, before: datetime, expected: datetime) -> None:
+    assert CronExpression.parse(expr).prev_before(before) == expected

@@ -300,3 +300,29 @@ def test_strictly_increasing_and_unique_across_transitions(expr: str, tz: ZoneIn
     stamps = [t.timestamp() for t in takewhile(lambda t: t.timestamp() < end, cron.iter_after(start))]
     assert stamps
     assert all(a < b for a, b in pairwise(stamps))
+
+
+# --- prev_before: the same rules, looking back ---------------------------------------------------
+
+
+def test_prev_before_the_gap_end_fire() -> None:
+    cron = CronExpression.parse("0 30 2 * * *", BERLIN)
+    same_instants([cron.prev_before(at(BERLIN, CEST, 2026, 3, 29, 4))], [at(BERLIN, CEST, 2026, 3, 29, 3)])
+
+
+def test_prev_before_in_the_second_pass_is_the_first_pass_fire() -> None:
+    cron = CronExpression.parse("0 30 2 * * *", BERLIN)
+    found = cron.prev_before(at(BERLIN, CET, 2026, 10, 25, 2, 45))
+    same_instants([found], [at(BERLIN, CEST, 2026, 10, 25, 2, 30)])
+
+
+def test_prev_before_every_15_minutes_walks_back_through_both_passes() -> None:
+    cron = CronExpression.parse("0 */15 * * * *", NEW_YORK)
+    moment = at(NEW_YORK, EST, 2026, 11, 1, 2, 0)
+    back = []
+    for _ in range(8):
+        moment = cron.prev_before(moment)
+        back.append(moment)
+    expected = [at(NEW_YORK, EST, 2026, 11, 1, 1, m) for m in (45, 30, 15, 0)]
+    expected += [at(NEW_YORK, EDT, 2026, 11, 1, 1, m) for m in (45, 30, 15, 0)]
+    same_instants(back, expected)

@@ -310,3 +310,117 @@ def test_dst_iteration_strictly_increasing(spec: Spec, transition: tuple[ZoneInf
         previous = fire
         if fire.timestamp() > change + 3 * 3600:
             break
+
+
+# --- prev_before: the same references, walked backwards ------------------------------------------
+
+
+def brute_force_utc_back(spec: Spec, before: datetime) -> datetime:
+    moment = before.replace(microsecond=0) if before.microsecond else before - ONE
+    for _ in range(5 * 3600):
+        if spec.matches(moment):
+            return moment
+        moment -= ONE
+    raise AssertionError("no fire within 5 hours; the strategy should prevent this")
+
+
+@settings(max_examples=150, deadline=None)
+@given(spec=DENSE, before=INSTANTS, aware=st.booleans())
+def test_prev_utc_matches_second_by_second_walk_back(spec: Spec, before: datetime, aware: bool) -> None:
+    cron = CronExpression.parse(spec.expr)
+    expected = brute_force_utc_back(spec, before).replace(tzinfo=UTC)
+    actual = cron.prev_before(before.replace(tzinfo=UTC) if aware else before)
+    assert actual == expected
+    assert actual.tzinfo is cron.tz
+
+
+def brute_force_days_back(spec: Spec, before: datetime) -> datetime | None:
+    """The last matching day from before's date back, then its last time of day earlier than `before`."""
+    day = before.date()
+    for _ in range(366 * 40):
+        if day.month in spec.month.values and spec.day_ok(day):
+            for h in sorted(spec.hour.values, reverse=True):
+                if datetime(day.year, day.month, day.day, h) >= before:
+                    continue
+                for m in sorted(spec.minute.values, reverse=True):
+                    if datetime(day.year, day.month, day.day, h, m) >= before:
+                        continue
+                    for s in sorted(spec.second.values, reverse=True):
+                        candidate = datetime(day.year, day.month, day.day, h, m, s)
+                        if candidate < before:
+                            return candidate
+        day -= timedelta(days=1)
+    return None
+
+
+@settings(max_examples=300, deadline=None)
+@given(spec=CALENDAR, before=INSTANTS)
+@example(spec=FEB_29, before=datetime(2104, 1, 1))  # 2100 is not a leap year: back to 2096
+def test_prev_calendar_fields_match_day_by_day_walk_back(spec: Spec, before: datetime) -> None:
+    if never_fires(spec):
+        return
+    cron = CronExpression.parse(spec.expr)
+    expected = brute_force_days_back(spec, before)
+    if expected is None:  # rare weekday/day combinations can be decades apart
+        return
+    assert cron.prev_before(before) == expected.replace(tzinfo=UTC)
+
+
+def fires_at(spec: Spec, tz: ZoneInfo, t: int) -> bool:
+    """Whether real second `t` is a fire time under the rules brute_force_zoned applies going forward."""
+    local, previous = datetime.fromtimestamp(t, tz), datetime.fromtimestamp(t - 1, tz)
+    offset, previous_offset = local.utcoffset(), previous.utcoffset()
+    assert offset is not None
+    assert previous_offset is not None
+    if offset > previous_offset:
+        wall, end = previous.replace(tzinfo=None) + ONE, local.replace(tzinfo=None)
+        while wall < end:
+            if spec.matches(wall):
+                return True
+            wall += ONE
+    return spec.matches(local.replace(tzinfo=None)) and (local.fold == 0 or spec.hour.star)
+
+
+def brute_force_zoned_back(spec: Spec, tz: ZoneInfo, before_ts: int) -> int:
+    for t in range(before_ts - 1, before_ts - 1 - 5 * 3600, -1):
+        if fires_at(spec, tz, t):
+            return t
+    raise AssertionError("no fire within 5 hours; the strategy should prevent this")
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    spec=DENSE,
+    transition=st.sampled_from(TRANSITIONS),
+    delta=st.integers(-3 * 3600, 4 * 3600),
+    form=st.sampled_from(["utc", "local", "naive"]),
+)
+def test_prev_dst_zones_match_real_time_walk_back(
+    spec: Spec, transition: tuple[ZoneInfo, int], delta: int, form: str
+) -> None:
+    tz, change = transition
+    cron = CronExpression.parse(spec.expr, tz)
+    instant = datetime.fromtimestamp(change + delta, UTC)
+    if form == "utc":
+        before = instant
+    elif form == "local":
+        before = instant.astimezone(tz)
+    else:
+        before = instant.astimezone(tz).replace(tzinfo=None)  # naive: read back with fold=0
+    before_ts = int(before.replace(tzinfo=tz, fold=0).timestamp()) if form == "naive" else change + delta
+    actual = cron.prev_before(before)
+    assert actual.tzinfo is tz
+    assert actual.timestamp() == brute_force_zoned_back(spec, tz, before_ts)
+    assert cron.next_after(datetime.fromtimestamp(actual.timestamp() - 1, tz)) == actual
+
+
+@settings(max_examples=60, deadline=None)
+@given(spec=DENSE, transition=st.sampled_from(TRANSITIONS), delta=st.integers(-3 * 3600, 0))
+def test_prev_undoes_next_across_transitions(spec: Spec, transition: tuple[ZoneInfo, int], delta: int) -> None:
+    tz, change = transition
+    cron = CronExpression.parse(spec.expr, tz)
+    fire = cron.next_after(datetime.fromtimestamp(change + delta, tz))
+    for _ in range(20):
+        following = cron.next_after(fire)
+        assert cron.prev_before(following) == fire
+        fire = following

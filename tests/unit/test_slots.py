@@ -10,7 +10,7 @@ from sp_scheduler.catalog import Catalog, JobDefinition
 from sp_scheduler.config import JobConfig
 from sp_scheduler.cron import CronExpression
 from sp_scheduler.schedule import CronSchedule, ScheduleDecoder, ScheduleEncoder, UndecodableSchedule
-from sp_scheduler.slots import MAX_MISSED_ROWS, plan_due
+from sp_scheduler.slots import MAX_MISSED_ROWS, MISFIRE_GRACE_CAP, default_grace, plan_due
 from tests.support.jobs import Noop
 
 EVERY_SECOND = CronExpression.parse("* * * * * *")
@@ -50,6 +50,45 @@ def test_newest_slot_past_the_grace_is_missed_too() -> None:
     assert plan.run is None
     assert plan.missed == tuple(T0 + timedelta(minutes=m) for m in (1, 2, 3)) and plan.missed_total == 3
     assert plan.next_due == T0 + timedelta(minutes=4)
+
+
+DAILY_3AM = CronExpression.parse("0 0 3 * * *")
+YESTERDAY_3AM = datetime(2026, 4, 30, 3, 0, 0, tzinfo=UTC)
+
+
+def test_a_daily_slot_in_a_15_minute_outage_runs_when_beat_returns() -> None:
+    # Beat was down from 02:55 to 03:10: the 03:00 slot runs at 03:10, ten minutes late.
+    plan = plan_due(DAILY_3AM, YESTERDAY_3AM, datetime(2026, 5, 1, 3, 10, tzinfo=UTC), misfire_grace=None)
+    assert plan.run == datetime(2026, 5, 1, 3, 0, tzinfo=UTC)
+    assert plan.missed_total == 0 and plan.next_due == datetime(2026, 5, 2, 3, 0, tzinfo=UTC)
+
+
+def test_a_daily_slot_still_runs_23_hours_late_and_older_ones_are_missed() -> None:
+    # Beat last handled 04-28 03:00 and came back 05-01 02:00: 04-29 is missed, 04-30 runs 23 h late.
+    last = datetime(2026, 4, 28, 3, 0, tzinfo=UTC)
+    plan = plan_due(DAILY_3AM, last, datetime(2026, 5, 1, 2, 0, tzinfo=UTC), misfire_grace=None)
+    assert plan.run == datetime(2026, 4, 30, 3, 0, tzinfo=UTC)
+    assert plan.missed == (datetime(2026, 4, 29, 3, 0, tzinfo=UTC),) and plan.missed_total == 1
+
+
+def test_the_default_grace_is_one_period_capped_at_a_day() -> None:
+    hourly = CronExpression.parse("0 0 * * * *")
+    plan = plan_due(hourly, T0, T0 + timedelta(hours=2, minutes=59), misfire_grace=None)
+    assert plan.run == T0 + timedelta(hours=2) and plan.missed == (T0 + timedelta(hours=1),)
+    weekly = CronExpression.parse("0 0 3 * * MON")  # 2026-05-04 is a Monday
+    monday = datetime(2026, 5, 4, 3, 0, tzinfo=UTC)
+    late = plan_due(weekly, monday - timedelta(days=7), monday + timedelta(hours=26), misfire_grace=None)
+    assert late.run is None and late.missed == (monday,)  # 26 h late is past the one-day cap
+    soon = plan_due(weekly, monday - timedelta(days=7), monday + timedelta(hours=23), misfire_grace=None)
+    assert soon.run == monday
+    assert default_grace(monday, monday + timedelta(days=7)) == MISFIRE_GRACE_CAP
+    assert default_grace(T0, T0 + timedelta(minutes=15)) == timedelta(minutes=15)
+
+
+def test_an_explicit_misfire_grace_still_overrides_the_period() -> None:
+    now = datetime(2026, 5, 1, 3, 10, tzinfo=UTC)
+    assert plan_due(DAILY_3AM, YESTERDAY_3AM, now, misfire_grace=300).run is None
+    assert plan_due(DAILY_3AM, YESTERDAY_3AM, now, misfire_grace=3600).run == datetime(2026, 5, 1, 3, tzinfo=UTC)
 
 
 def test_long_outages_list_only_the_newest_missed_rows() -> None:
@@ -96,7 +135,7 @@ def test_desired_entries_follow_yaml_overrides_and_the_scheduler_switch() -> Non
     )
     desired = desired_entries(catalog, {"off": True, "overridden_off": False})
     assert set(desired) == {"on", "off"}
-    assert desired["on"] == EntrySpec("on", "* * * * * *", "UTC", "sp_scheduler", None, 300.0)
+    assert desired["on"] == EntrySpec("on", "* * * * * *", "UTC", "sp_scheduler", None, None)
     assert desired_entries(Catalog(False, catalog.definitions), {}) == {}
 
 
