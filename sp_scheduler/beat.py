@@ -115,6 +115,7 @@ class SlotScheduler(RedBeatScheduler):  # type: ignore[misc]
         self.ledger = BeatLedger(
             lambda: runtime.ledger().connection(),
             reap_interval=max(runtime.settings.lease_seconds / 3, 1.0),
+            lease_seconds=runtime.settings.lease_seconds,
             refresh_interval=SYNC_INTERVAL,
         )
         self.metrics: BeatMetrics | None = None

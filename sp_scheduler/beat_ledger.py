@@ -23,6 +23,7 @@ from typing import Any
 import psycopg
 
 from sp_scheduler import store
+from sp_scheduler.reaping import ReaperGate
 
 log = logging.getLogger(__name__)
 
@@ -59,9 +60,11 @@ class BeatLedger:
         *,
         reap_interval: float,
         refresh_interval: float,
+        lease_seconds: float = 0.0,
     ) -> None:
         self._connection = connection
         self.reap_interval = reap_interval
+        self._reaper_gate = ReaperGate(lease_seconds)  # no reaping for a lease after an outage (reaping.py)
         self.refresh_interval = refresh_interval
         self.leading = False  # the tick sets it; only a leading beat reaps
         self._wake = threading.Condition()
@@ -145,6 +148,7 @@ class BeatLedger:
             try:
                 self._work()
             except Exception as exc:  # Postgres away or failing: keep everything, pause, try again
+                self._reaper_gate.unreachable()
                 pause = RETRY_DELAYS[min(self._failures, len(RETRY_DELAYS) - 1)]
                 self._failures += 1
                 log.warning("beat's ledger work failed; retrying", extra={"error": str(exc), "retry_in": pause})
@@ -171,7 +175,8 @@ class BeatLedger:
             self._write_startup(conn)
             if self.leading and now >= self._reaped_at + self.reap_interval:
                 self._reaped_at = now
-                store.reap_lost(conn)  # logs each run it marks lost
+                if self._reaper_gate.may_reap():
+                    store.reap_lost(conn)  # logs each run it marks lost
 
     def _read_overrides(self, conn: psycopg.Connection[Any], now: float) -> None:
         overrides = {name: o.enabled for name, o in store.get_overrides(conn).items()}

@@ -13,6 +13,7 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -23,6 +24,7 @@ from celery.signals import worker_process_shutdown, worker_shutting_down
 from sp_scheduler import keys, store
 from sp_scheduler.config import DEFAULT_QUEUE
 from sp_scheduler.errors import DatabaseUnavailable
+from sp_scheduler.reaping import ReaperGate
 from sp_scheduler.runner import RunRequest, WorkerRuntime, execute_run
 from sp_scheduler.settings import Settings
 from sp_scheduler.store.connection import KEEPALIVE_COUNT, KEEPALIVE_IDLE, KEEPALIVE_INTERVAL
@@ -75,7 +77,8 @@ class WorkerHousekeeping(bootsteps.StartStopStep):  # type: ignore[misc]
         interval = max(runtime.settings.lease_seconds / 3, 0.2)
         seen = WorkerPresence(runtime.settings.redis_url, worker.hostname)
         seen.mark()
-        self.tref = worker.timer.call_repeatedly(interval, _housekeeping, (runtime, seen), priority=10)
+        gate = ReaperGate(runtime.settings.lease_seconds)
+        self.tref = worker.timer.call_repeatedly(interval, _housekeeping, (worker, runtime, seen, gate), priority=10)
 
         def bound_warm_shutdown(how: str = "", **_: Any) -> None:
             # Warm shutdown (SIGTERM) stops consuming and waits for running runs without limit; after
@@ -107,15 +110,23 @@ class WorkerPresence:
             log.debug("cannot record worker presence", extra={"error": str(exc)})
 
 
-def _housekeeping(runtime: WorkerRuntime, seen: WorkerPresence) -> None:
-    reap_lost_runs(runtime)
+def _housekeeping(worker: Any, runtime: WorkerRuntime, seen: WorkerPresence, gate: ReaperGate) -> None:
+    reap_lost_runs(runtime, gate, sparing=pool_workers(worker))
     seen.mark()
+
+
+def pool_workers(worker: Any) -> list[str]:
+    """The ledger names (`host:pid`) of this worker's live pool processes: the runs it holds itself."""
+    host = socket.gethostname()
+    try:
+        return [f"{host}:{pid}" for pid in worker.pool.info.get("processes", [])]
+    except Exception:  # no pool yet (starting) or gone (stopping): nothing to spare
+        return []
 
 
 def end_grace_period(worker: Any, runtime: WorkerRuntime) -> None:
     """Record the runs of this worker's pool processes as interrupted, then trigger a cold shutdown."""
-    host = socket.gethostname()
-    names = [f"{host}:{pid}" for pid in worker.pool.info.get("processes", [])]
+    names = pool_workers(worker)
     grace = runtime.settings.shutdown_grace
     message = f"interrupted: the worker shut down and its {grace:g} s grace period ended before the run did"
     try:
@@ -127,16 +138,23 @@ def end_grace_period(worker: Any, runtime: WorkerRuntime) -> None:
     os.kill(os.getpid(), signal.SIGQUIT)
 
 
-def reap_lost_runs(runtime: WorkerRuntime) -> int:
+def reap_lost_runs(runtime: WorkerRuntime, gate: ReaperGate | None = None, sparing: Sequence[str] = ()) -> int:
     """One reaper pass; errors are logged, never raised into the worker's timer.
 
     The pass runs on the main process's event loop, which hands messages to the pool processes, so
-    with Postgres away it gives up after HOUSEKEEPING_WAIT rather than the pool's usual 5 s.
+    with Postgres away it gives up after HOUSEKEEPING_WAIT rather than the pool's usual 5 s. It never
+    reaps the runs of `sparing` (this worker's own live pool processes), and after an outage `gate`
+    holds it back until the runs still going have renewed their leases (reaping.py).
     """
     try:
         with runtime.ledger().connection(timeout=HOUSEKEEPING_WAIT) as conn:
-            return len(store.reap_lost(conn))  # reap_lost logs each run it marks lost
+            if gate is not None and not gate.may_reap():
+                conn.execute("SELECT 1")  # a pass that does reach Postgres counts towards the gate
+                return 0
+            return len(store.reap_lost(conn, sparing=sparing))  # reap_lost logs each run it marks lost
     except Exception as exc:  # the database may be briefly down; the next pass retries
+        if gate is not None:
+            gate.unreachable()
         log.warning("lost-run reaper pass failed", extra={"error": str(exc)})
         return 0
 

@@ -33,6 +33,7 @@ from sp_scheduler.store.runs import (
     reap_lost,
     record_slot,
     record_slots,
+    renew_leases,
 )
 from sp_scheduler.store.state import Override, get_override, get_overrides, set_enabled
 
@@ -70,6 +71,7 @@ __all__ = [
     "reap_lost",
     "record_slot",
     "record_slots",
+    "renew_leases",
     "require_current_schema",
     "schema_version",
     "set_enabled",
