@@ -15,7 +15,7 @@ import traceback
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -29,6 +29,7 @@ from sp_scheduler.jobs import JobContext, JobResult, Trigger
 from sp_scheduler.keeper import RunKeeper
 from sp_scheduler.runlog import RunLogBuffer, run_logger
 from sp_scheduler.settings import Settings
+from sp_scheduler.slot_checks import SlotVerdict, check_slot
 from sp_scheduler.store import RunOutcome
 
 if TYPE_CHECKING:
@@ -257,6 +258,11 @@ def execute_run(runtime: WorkerRuntime, request: RunRequest) -> Future[store.Run
     if definition is None:
         runtime.ledger_call(lambda conn: _record_unknown(conn, request, run_id, catalog, runtime.hostname))
         return None
+    slot = request.scheduled_for
+    verdict = check_slot(slot, definition.misfire_grace, datetime.now(UTC)) if slot and scheduled(request) else None
+    if slot is not None and verdict is not None:  # a slot from the future, or past its misfire grace
+        runtime.ledger_call(lambda conn: _record_refused_slot(conn, definition.name, slot, verdict))
+        return None
     params = {**definition.params, **request.params}
     claim = _claim(runtime, request, definition, catalog, run_id, params)
     claimed = time.monotonic()
@@ -362,6 +368,21 @@ def _claim(
         raise
     keeper.recorded(taken, claim.finished)
     return claim
+
+
+def scheduled(request: RunRequest) -> bool:
+    """Whether the request is a scheduled slot (not a manual or startup run)."""
+    return request.trigger == "schedule"
+
+
+def _record_refused_slot(conn: psycopg.Connection[Any], job_name: str, slot: datetime, verdict: SlotVerdict) -> None:
+    """A slot that will not run gets its row now (a slot that already has one keeps it)."""
+    new = store.record_slot(conn, job_name=job_name, scheduled_for=slot, status=verdict.status, message=verdict.message)
+    extra = {"job": job_name, "scheduled_for": slot.isoformat(), "status": verdict.status, "reason": verdict.message}
+    if new:
+        log.warning("slot not run", extra=extra)
+    else:
+        log.info("slot not run; it already has a row", extra=extra)
 
 
 def _record_unknown(

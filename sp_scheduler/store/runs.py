@@ -293,10 +293,11 @@ def record_slot(
     *,
     job_name: str,
     scheduled_for: datetime,
-    status: Literal["missed", "skipped"],
+    status: Literal["missed", "skipped", "failed"],
     message: str,
 ) -> bool:
-    """Record a slot that will not run (beat was down, or it was skipped); False if the slot has a row."""
+    """Record a slot that will not run (beat was down, it was skipped, a worker refused it); False if
+    the slot has a row."""
     return record_slots(conn, job_name=job_name, slots=[scheduled_for], status=status, message=message) == 1
 
 
@@ -305,7 +306,7 @@ def record_slots(
     *,
     job_name: str,
     slots: Sequence[datetime],
-    status: Literal["missed", "skipped"],
+    status: Literal["missed", "skipped", "failed"],
     message: str,
 ) -> int:
     """Record many slots that will not run in one statement; returns how many were new."""
