@@ -14,7 +14,6 @@ import socket
 import threading
 import time
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any
 
 import redis
@@ -28,6 +27,7 @@ from sp_scheduler.reaping import ReaperGate
 from sp_scheduler.runner import RunRequest, WorkerRuntime, execute_run
 from sp_scheduler.settings import Settings
 from sp_scheduler.store.connection import KEEPALIVE_COUNT, KEEPALIVE_IDLE, KEEPALIVE_INTERVAL
+from sp_scheduler.task_args import UnusableArguments, record_unusable, request_from_task
 
 TASK_NAME = "sp_scheduler.run_job"
 # Redis redelivers an unacked message after this long; it must outlast the longest run, or a
@@ -192,22 +192,15 @@ def create_app(settings: Settings | None = None) -> Celery:
     app.steps["worker"].add(WorkerHousekeeping)
 
     @app.task(name=TASK_NAME, ignore_result=True, bind=True, max_retries=None)  # type: ignore[untyped-decorator]
-    def run_job(
-        task: Any,
-        job_name: str,
-        trigger: str,
-        scheduled_for: str | None = None,
-        run_id: str | None = None,
-        params: dict[str, Any] | None = None,
-    ) -> None:
-        request = RunRequest(
-            job_name=job_name,
-            trigger=trigger,  # type: ignore[arg-type]
-            scheduled_for=datetime.fromisoformat(scheduled_for) if scheduled_for else None,
-            run_id=run_id,
-            params=params or {},
-        )
+    def run_job(task: Any, *args: Any, **kwargs: Any) -> None:
+        # Arguments are checked here, not by Python's call: wrong ones still leave a row (task_args.py).
+        job_name = args[0] if args else kwargs.get("job_name")
         try:
+            try:
+                request = request_from_task(args, kwargs)
+            except UnusableArguments as bad:
+                refuse_message(runtime, bad, task.request.id)
+                return
             execute_run(runtime, request)
         except DatabaseUnavailable as exc:
             # Postgres is down: keep the message instead of losing the slot; the claim makes a retry
@@ -223,6 +216,18 @@ def create_app(settings: Settings | None = None) -> Celery:
         runtime.close()
 
     return app
+
+
+def refuse_message(runtime: WorkerRuntime, bad: UnusableArguments, message_id: str | None) -> None:
+    """Record the run an unusable message names as failed; one that names none is logged and acked.
+
+    (No dead-letter list exists on this code line yet; a message naming no run is only logged.)
+    """
+    extra = {"message_id": message_id, "reason": bad.reason, "job": bad.parts.job_name, "run_id": bad.parts.run_id}
+    if runtime.ledger_call(lambda conn: record_unusable(conn, bad, runtime.hostname)):
+        log.error("run message has unusable arguments; its run is recorded failed", extra=extra)
+    else:
+        log.error("run message has unusable arguments and names no run; dropped", extra=extra)
 
 
 def send_run(

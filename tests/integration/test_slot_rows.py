@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -10,8 +11,8 @@ from celery import Celery
 
 from sp_scheduler.runner import RunRequest
 from sp_scheduler.settings import Settings
-from sp_scheduler.store import slot_run_id
-from sp_scheduler.worker import create_app, send_run
+from sp_scheduler.store import connect, enqueue_run, slot_run_id
+from sp_scheduler.worker import TASK_NAME, create_app, send_run
 from tests.integration.conftest import System
 from tests.support import wait_until
 
@@ -63,3 +64,36 @@ def test_stale_slots_are_missed_and_a_far_future_slot_is_refused_when_the_worker
     assert "allowed for clock skew; not run" in refused["message"]
     assert rows[slot_run_id("strict", fresh)]["status"] == "succeeded"
     assert worker.output().count("job started") == 1
+
+
+def test_messages_with_wrong_or_missing_arguments_leave_failed_rows_and_the_worker_goes_on(system: System) -> None:
+    system.configure([job("noop", "noop", overlap="allow")])
+    worker = system.worker()
+    app = app_for(system)
+    slot = datetime.now(UTC).replace(microsecond=0)
+    stray_id, bogus_id = str(uuid.uuid4()), str(uuid.uuid4())
+    queued_id = str(uuid.uuid4())  # a queued row whose own message is the bad one
+    with connect(system.database_url, autocommit=True) as conn:
+        enqueue_run(conn, run_id=queued_id, job_name="noop", trigger="manual", scheduled_for=None, params={})
+    app.send_task(TASK_NAME, args=["noop", "schedule", slot.isoformat(), None, {}, "surplus"])  # job + slot
+    app.send_task(TASK_NAME, args=["noop", "bogus", None, bogus_id])  # run id + job, no such row yet
+    app.send_task(TASK_NAME, kwargs={"job_name": "noop", "trigger": "manual", "run_id": stray_id, "colour": "red"})
+    app.send_task(TASK_NAME, args=[], kwargs={"trigger": "manual", "run_id": queued_id, "params": "x"})  # queued row
+    app.send_task(TASK_NAME, args=[42])  # names no run at all
+    done = system.cli("jobs", "run", "noop", "--wait", "--timeout", "60")  # and the worker goes on
+    assert done.exit_code == 0, done.output
+
+    rows = rows_by_id(system, "noop", 5)
+    expected = {
+        slot_run_id("noop", slot): "6 positional arguments, at most 5",
+        bogus_id: "argument 'trigger': must be one of schedule, startup, manual, not 'bogus'",
+        stray_id: "unexpected argument 'colour'",
+        queued_id: "argument 'params': params must be an object with text keys, not 'x'",
+    }
+    for run_id, reason in expected.items():
+        row = rows[run_id]
+        assert row["status"] == "failed", row
+        assert row["message"].startswith("refused: the run message's arguments are unusable: "), row
+        assert reason in row["message"], row
+    wait_until(lambda: "names no run; dropped" in worker.output(), timeout=30)
+    assert worker.popen.poll() is None
