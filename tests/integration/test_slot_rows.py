@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from celery import Celery
 
+from sp_scheduler.embedded import embedded_redis
 from sp_scheduler.runner import RunRequest
 from sp_scheduler.settings import Settings
 from sp_scheduler.store import connect, enqueue_run, slot_run_id
 from sp_scheduler.worker import TASK_NAME, create_app, send_run
 from tests.integration.conftest import System
-from tests.support import wait_until
+from tests.support import free_port, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -23,6 +25,14 @@ FINISHED = {"succeeded", "failed", "timeout", "lost", "skipped", "missed"}
 
 def job(name: str, job_name: str, **options: object) -> dict[str, object]:
     return {"name": name, "extension": "testing", "job": job_name, "schedule": "", "enabled": True, **options}
+
+
+def slots(system: System, status: str, job_name: str = "steady") -> list[datetime]:
+    return sorted(
+        datetime.fromisoformat(r["scheduled_for"])
+        for r in system.history(job_name)
+        if r["trigger"] == "schedule" and r["status"] == status
+    )
 
 
 def app_for(system: System) -> Celery:
@@ -97,3 +107,37 @@ def test_messages_with_wrong_or_missing_arguments_leave_failed_rows_and_the_work
         assert reason in row["message"], row
     wait_until(lambda: "names no run; dropped" in worker.output(), timeout=30)
     assert worker.popen.poll() is None
+
+
+def test_every_slot_of_a_redis_restart_without_persistence_has_a_row(system: System, tmp_path: Path) -> None:
+    # Redis comes back empty: beat's entries (and the last slot each sent) are gone. Beat remembers
+    # what it sent, so the slots it could not publish meanwhile are recorded `missed` from its side.
+    port = free_port()
+    redis_url = f"redis://127.0.0.1:{port}/0"
+    system.configure([job("steady", "noop", schedule="* * * * * *", overlap="allow")])
+    with embedded_redis(tmp_path / "redis", port):
+        system.worker(SP_REDIS_URL=redis_url)
+        beat = system.beat(SP_REDIS_URL=redis_url)
+        wait_until(lambda: len(slots(system, "succeeded")) >= 2, timeout=30)
+    wait_until(lambda: "Redis unreachable" in beat.output(), timeout=10)
+    down_at = datetime.now(UTC)
+    wait_until(lambda: datetime.now(UTC) >= down_at + timedelta(seconds=3), timeout=10)
+    with embedded_redis(tmp_path / "redis", port):
+        back_at = datetime.now(UTC)
+
+        def contiguous_with_a_gap_recorded() -> list[dict[str, Any]] | None:
+            rows = [r for r in system.history("steady") if r["trigger"] == "schedule"]
+            found = sorted(datetime.fromisoformat(r["scheduled_for"]) for r in rows)
+            span = int((found[-1] - found[0]).total_seconds()) + 1 if found else 0
+            after = [s for s in slots(system, "succeeded") if s > back_at]
+            missed = [r for r in rows if r["status"] == "missed"]
+            return rows if missed and len(after) >= 2 and len(set(found)) == span else None
+
+        rows = wait_until(contiguous_with_a_gap_recorded, timeout=45, message="the outage's slots have no rows")
+    missed = [r for r in rows if r["status"] == "missed"]
+    assert all(
+        r["message"].startswith("missed: beat could not publish it while the broker (Redis) was unreachable")
+        for r in missed
+    ), missed
+    outage = [datetime.fromisoformat(r["scheduled_for"]) for r in missed]
+    assert min(outage) < back_at and len(outage) >= 3
