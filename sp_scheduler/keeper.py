@@ -64,8 +64,12 @@ class RunKeeper:
         lease_seconds: float,
         on_recorded: Callable[[RunRecord], None] | None = None,
         linger: float = OUTCOME_LINGER,
+        fallback: LedgerConnection | None = None,
     ) -> None:
         self._connection = connection
+        # A fresh connection for lease renewals when the pool fails: after a long outage the pool
+        # reconnects with an exponential backoff that can outlast a lease (reaping.py).
+        self._fallback = fallback
         self.lease_seconds = lease_seconds
         self.linger = linger
         self.interval = max(lease_seconds / 3, 0.05)
@@ -234,16 +238,21 @@ class RunKeeper:
             running = list(self._runs)
         if not running:
             return
-        try:
-            with self._connection() as conn:
-                renewed = store.renew_leases(conn, running, self.lease_seconds)
-                self._note_lapses(runs, renewed)
-                for buffer in runs.values():
-                    flush(buffer, lambda rows: store.write_logs(conn, rows))
-        except Exception as exc:  # the lease tolerates two missed beats
-            if self._unrenewed_since is None:
-                self._unrenewed_since = time.monotonic()
-            log.warning("lease heartbeat failed", extra={"error": str(exc)})
+        for connection in (self._connection, self._fallback):
+            if connection is None:
+                continue
+            try:
+                with connection() as conn:
+                    renewed = store.renew_leases(conn, running, self.lease_seconds)
+                    self._note_lapses(runs, renewed)
+                    for buffer in runs.values():
+                        flush(buffer, lambda rows: store.write_logs(conn, rows))
+                return
+            except Exception as exc:  # the lease tolerates two missed beats
+                failure = exc
+        if self._unrenewed_since is None:
+            self._unrenewed_since = time.monotonic()
+        log.warning("lease heartbeat failed", extra={"error": str(failure)})
 
     def _note_lapses(self, runs: dict[str, RunLogBuffer], renewed: set[str]) -> None:
         """Write into each run's log what happened to its lease while it could not be renewed."""

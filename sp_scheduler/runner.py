@@ -14,6 +14,7 @@ import time
 import traceback
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -137,8 +138,13 @@ class WorkerRuntime:
                 self.ledger().connection,
                 self.settings.lease_seconds,
                 on_recorded=metrics.finished if metrics is not None else None,
+                fallback=self._fresh_ledger_connection,
             )
         return self._keeper
+
+    def _fresh_ledger_connection(self) -> AbstractContextManager[psycopg.Connection[Any]]:
+        """One connection outside the pool, closed after use: the keeper's way round a pool in backoff."""
+        return store.connect(self.settings.require_database_url(), autocommit=True)
 
     def metrics(self) -> RunMetrics | None:
         """Run metrics for this process, when SP_METRICS_PORT is set (created after fork)."""

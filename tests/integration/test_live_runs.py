@@ -4,6 +4,8 @@ than its lease; and an outcome that arrives after a reaping says so."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -11,7 +13,9 @@ from typing import Any
 import psycopg
 import pytest
 
-from sp_scheduler.store import finish_run, reap_lost
+from sp_scheduler.keeper import RunKeeper
+from sp_scheduler.runlog import RunLogBuffer
+from sp_scheduler.store import connect, finish_run, reap_lost
 from tests.integration.conftest import System
 from tests.support import wait_until
 from tests.support.ledger import SLOT, claim
@@ -28,6 +32,58 @@ def lease_expired(conn: psycopg.Connection[Any], run_id: str, *, by: float = 0.0
         (by, run_id),
     ).fetchone()
     return bool(row and row[0])
+
+
+@contextmanager
+def pool_in_backoff() -> Iterator[psycopg.Connection[Any]]:
+    """A ledger pool still waiting out its reconnect backoff after Postgres came back."""
+    raise psycopg.OperationalError("couldn't get a connection after 5.00 sec")
+    yield  # pragma: no cover
+
+
+def run_log(conn: psycopg.Connection[Any], run_id: str) -> list[str]:
+    return [m for (m,) in conn.execute("SELECT message FROM sp_logs WHERE run_id = %s", (run_id,)).fetchall()]
+
+
+def test_the_keeper_renews_leases_on_a_fresh_connection_when_its_pool_cannot_give_one(
+    database_url: str, conn: psycopg.Connection[Any]
+) -> None:
+    run = claim(conn, lease_seconds=0.5).record
+    assert run is not None
+    keeper = RunKeeper(pool_in_backoff, 0.6, fallback=lambda: connect(database_url, autocommit=True))
+    try:
+        keeper.track(run.id, RunLogBuffer("cleanup", run.id))
+        wait_until(
+            lambda: (
+                conn.execute(
+                    "SELECT lease_expires_at > %s::timestamptz + interval '1 second' FROM sp_job_runs WHERE id = %s",
+                    (run.lease_expires_at, run.id),
+                ).fetchone()
+                == (True,)
+            ),
+            timeout=10,
+            message="the lease to be renewed through the fallback connection",
+        )
+    finally:
+        keeper.stop(timeout=1)
+
+
+def test_a_keeper_whose_live_run_was_reaped_says_so_in_the_run_log(
+    database_url: str, conn: psycopg.Connection[Any]
+) -> None:
+    run = claim(conn, lease_seconds=60).record
+    assert run is not None
+    keeper = RunKeeper(lambda: connect(database_url, autocommit=True), 0.6)
+    try:
+        keeper.track(run.id, RunLogBuffer("cleanup", run.id))
+        conn.execute("UPDATE sp_job_runs SET status = 'lost', lease_expires_at = NULL WHERE id = %s", (run.id,))
+        wait_until(lambda: run_log(conn, run.id), timeout=10, message="the keeper's note in the run log")
+    finally:
+        keeper.stop(timeout=1)
+    assert run_log(conn, run.id) == [
+        "run no longer marked running in the ledger (a reaper marked it lost) while it still runs here;"
+        " its outcome will say so"
+    ]
 
 
 def test_the_reaper_spares_the_runs_of_processes_it_knows_are_alive(conn: psycopg.Connection[Any]) -> None:
@@ -96,5 +152,5 @@ def test_a_postgres_outage_longer_than_the_lease_never_runs_an_overlap_skip_job_
     assert skipped["message"].startswith(f"overlap: run {first_id} still")
     assert first["status"] == "succeeded" and "marked lost" not in (first["message"] or "")
     assert "run lost" not in worker.output()
-    log_lines = [m for (m,) in conn.execute("SELECT message FROM sp_logs WHERE run_id = %s", (first_id,)).fetchall()]
+    log_lines = run_log(conn, first_id)
     assert "lease renewed after the ledger was unreachable for longer than the lease" in log_lines, log_lines
