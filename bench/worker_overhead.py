@@ -149,7 +149,17 @@ def wait_for(done: object, runs: int, timeout: float = 600) -> None:
 def bench_ours(db_url: str, redis_url: str, runs: int, concurrency: int, tmp: Path, base: datetime) -> Measure:
     config = write_config(
         tmp / "config.yaml",
-        [{"name": "noop", "extension": "testing", "job": "noop", "schedule": "", "enabled": True, "overlap": "allow"}],
+        [
+            {
+                "name": "noop",
+                "extension": "testing",
+                "job": "noop",
+                "schedule": "",
+                "enabled": True,
+                "overlap": "allow",
+                "misfire_grace": 10**9,  # the slots are made-up past instants: let every one run
+            }
+        ],
     )
     env = service_env(db_url, redis_url, config)
     if "SP_LEDGER_SYNC_COMMIT" in os.environ:  # service_env drops SP_*; let the caller choose
@@ -256,7 +266,8 @@ def main() -> None:
             floors.append(
                 bench_bare(redis_url, options.runs, options.concurrency, tmp, LEDGER_FLOOR_APP, SP_DATABASE_URL=db_url)
             )
-            base = datetime(2030, 1, 1, tzinfo=UTC) + timedelta(days=round_number)
+            # Past slots (a future one would be refused), a day apart per round so rounds never collide.
+            base = datetime(2020, 1, 1, tzinfo=UTC) + timedelta(days=round_number)
             ourses.append(bench_ours(db_url, redis_url, options.runs, options.concurrency, tmp, base))
     report(options, bares, floors, ourses)
 

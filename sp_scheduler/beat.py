@@ -113,10 +113,15 @@ class SlotScheduler(RedBeatScheduler):  # type: ignore[misc]
         self._synced_at = 0.0
         self._synced_loads = -1
         self._synced_overrides = -1
+        # Per entry key, the definition and last slot this beat published: a Redis that comes back
+        # empty (restarted without persistence) loses both, and the outage's slots would leave no row.
+        self._published: dict[str, tuple[str, datetime]] = {}
+        self._broker_gap: set[str] = set()  # jobs whose next missed slots fell in a broker outage
         # Every Postgres call of beat goes through this thread, never through the tick (beat_ledger.py).
         self.ledger = BeatLedger(
             lambda: runtime.ledger().connection(),
             reap_interval=max(runtime.settings.lease_seconds / 3, 1.0),
+            lease_seconds=runtime.settings.lease_seconds,
             refresh_interval=SYNC_INTERVAL,
             queued_deadline=runtime.settings.queued_deadline,
         )
@@ -274,6 +279,7 @@ class SlotScheduler(RedBeatScheduler):  # type: ignore[misc]
         with client.pipeline() as pipe:
             for name, key in existing.items():
                 if name not in desired:
+                    self._published.pop(key, None)  # re-enabled later, it starts afresh
                     pipe.zrem(schedule_key, key)
                     pipe.delete(key)
                     log.info("schedule entry removed", extra={"job": name})
@@ -281,11 +287,18 @@ class SlotScheduler(RedBeatScheduler):  # type: ignore[misc]
                 definition = spec.definition()
                 if current.get(name) == definition:
                     continue
-                # New or changed: start counting slots from now, so a change never creates "missed" slots.
+                # New or changed: start counting slots from now, so a change never creates "missed" slots;
+                # unless Redis lost an unchanged entry this beat was firing: count from its last slot sent.
                 key = keys.entry_key(name)
                 cron = CronSchedule(spec.expression, spec.timezone)
-                pipe.hset(key, mapping={"definition": definition, "meta": _encode_meta(now)})
-                pipe.zadd(schedule_key, {key: cron.next_after(now).timestamp()})
+                start = now
+                remembered = self._published.get(key)
+                if name not in current and remembered is not None and remembered[0] == definition:
+                    start = remembered[1]
+                    self._broker_gap.add(name)
+                    log.warning("schedule entry restored after Redis lost it", extra={"job": name, "last_slot": start})
+                pipe.hset(key, mapping={"definition": definition, "meta": _encode_meta(start)})
+                pipe.zadd(schedule_key, {key: cron.next_after(start).timestamp()})
                 log.info(
                     "schedule entry set",
                     extra={
@@ -321,6 +334,7 @@ class SlotScheduler(RedBeatScheduler):  # type: ignore[misc]
                 pipe.hmget(key, ["definition", "meta"])
             stored = pipe.execute()
         updates: list[tuple[str, datetime, float]] = []
+        sent: list[tuple[str, str, datetime]] = []
         batches: dict[float, list[Outgoing]] = {}
         for index, ((key, score), (definition, meta)) in enumerate(zip(due, stored, strict=True)):
             if index and index % LOCK_EXTEND_EVERY == 0:  # a huge batch must not outlive the lock
@@ -329,9 +343,11 @@ class SlotScheduler(RedBeatScheduler):  # type: ignore[misc]
                 client.zrem(schedule_key, key)
                 continue
             at = max(now_ts, float(score))  # overdue entries go now; the rest at their due instant
-            updates.append(
-                self._fire_entry(key, definition, meta, datetime.fromtimestamp(at, UTC), batches.setdefault(at, []))
+            update = self._fire_entry(
+                key, definition, meta, datetime.fromtimestamp(at, UTC), batches.setdefault(at, [])
             )
+            updates.append(update)
+            sent.append((key, definition, update[1]))
         # Send first, then remember the slots: a crash in between re-sends, and the ledger drops repeats.
         publisher = self._publisher()
         prepared = {at: publisher.prepare(batch) for at, batch in batches.items()}
@@ -343,6 +359,8 @@ class SlotScheduler(RedBeatScheduler):  # type: ignore[misc]
             if len(prepared[at]) >= LARGE_BATCH:
                 late_ms = round((time.time() - at) * 1000, 1)
                 log.info("slots sent", extra={"count": len(prepared[at]), "late_ms": late_ms})
+        for key, definition, last_slot in sent:
+            self._published[key] = (definition, last_slot)
         with client.pipeline() as pipe:
             for key, last_slot, next_ts in updates:
                 pipe.hset(key, "meta", _encode_meta(last_slot))
@@ -383,10 +401,13 @@ class SlotScheduler(RedBeatScheduler):  # type: ignore[misc]
             if self.metrics is not None:
                 self.metrics.missed.labels(job_name).inc(plan.missed_total)
             self._record_missed(job_name, plan.missed, plan.missed_total, caught_up=plan.run is not None)
+        self._broker_gap.discard(job_name)
         return key, plan.last_slot, plan.next_due.timestamp()
 
     def _record_missed(self, job_name: str, slots: tuple[datetime, ...], total: int, *, caught_up: bool) -> None:
         message = "missed: no beat was running (or it fell behind) at this slot"
+        if job_name in self._broker_gap:
+            message = "missed: beat could not publish it while the broker (Redis) was unreachable"
         message += "; the newest slot ran as the catch-up" if caught_up else "; past misfire_grace, not run"
         log.warning("slots missed", extra={"job": job_name, "missed": total, "caught_up": caught_up})
         self.ledger.record_missed(MissedSlots(job_name, slots, message))

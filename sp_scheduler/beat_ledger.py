@@ -25,6 +25,7 @@ from typing import Any
 import psycopg
 
 from sp_scheduler import store
+from sp_scheduler.reaping import ReaperGate
 
 log = logging.getLogger(__name__)
 
@@ -62,9 +63,11 @@ class BeatLedger:
         reap_interval: float,
         refresh_interval: float,
         queued_deadline: float | None = None,
+        lease_seconds: float = 0.0,
     ) -> None:
         self._connection = connection
         self.reap_interval = reap_interval
+        self._reaper_gate = ReaperGate(lease_seconds)  # no reaping for a lease after an outage (reaping.py)
         self.refresh_interval = refresh_interval
         self.queued_deadline = queued_deadline  # queued runs older than this are reaped as never claimed
         self.leading = False  # the tick sets it; only a leading beat reaps
@@ -160,6 +163,7 @@ class BeatLedger:
             try:
                 self._work()
             except Exception as exc:  # Postgres away or failing: keep everything, pause, try again
+                self._reaper_gate.unreachable()
                 pause = RETRY_DELAYS[min(self._failures, len(RETRY_DELAYS) - 1)]
                 self._failures += 1
                 log.warning("beat's ledger work failed; retrying", extra={"error": str(exc), "retry_in": pause})
@@ -186,8 +190,9 @@ class BeatLedger:
             self._write_startup(conn)
             if self.leading and now >= self._reaped_at + self.reap_interval:
                 self._reaped_at = now
-                store.reap_lost(conn, queued_deadline=self.queued_deadline)  # logs each run it marks lost
                 store.expire_overrides(conn)  # records each expiry in the override trail
+                if self._reaper_gate.may_reap():
+                    store.reap_lost(conn, queued_deadline=self.queued_deadline)  # logs each run it marks lost
 
     def _read_overrides(self, conn: psycopg.Connection[Any], now: float) -> None:
         # Those in force (Postgres leaves out expired ones), judged by this host's clock too, so a

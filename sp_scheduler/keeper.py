@@ -34,6 +34,7 @@ from psycopg_pool import PoolTimeout
 from sp_scheduler import store
 from sp_scheduler.runlog import RunLogBuffer, flush
 from sp_scheduler.store import LogRecordRow, RunOutcome, RunRecord
+from sp_scheduler.store.records import run_uuid
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +64,12 @@ class RunKeeper:
         lease_seconds: float,
         on_recorded: Callable[[RunRecord], None] | None = None,
         linger: float = OUTCOME_LINGER,
+        fallback: LedgerConnection | None = None,
     ) -> None:
         self._connection = connection
+        # A fresh connection for lease renewals when the pool fails: after a long outage the pool
+        # reconnects with an exponential backoff that can outlast a lease (reaping.py).
+        self._fallback = fallback
         self.lease_seconds = lease_seconds
         self.linger = linger
         self.interval = max(lease_seconds / 3, 0.05)
@@ -75,6 +80,8 @@ class RunKeeper:
         self._stop_at: float | None = None  # monotonic deadline for writing what is pending, once stopping
         self._sleeping_until: float | None = None  # when the thread wakes by itself, while it sleeps
         self._thread: threading.Thread | None = None
+        self._unrenewed_since: float | None = None  # when heartbeats started failing (monotonic)
+        self._reaped: set[str] = set()  # tracked runs already noted as reaped while running
 
     def track(self, run_id: str, buffer: RunLogBuffer) -> None:
         """Start keeping `run_id` alive (and flushing its log lines)."""
@@ -205,6 +212,7 @@ class RunKeeper:
             for pending in batch:
                 self._pending.remove(pending)
                 self._runs.pop(pending.outcome.run_id, None)
+                self._reaped.discard(pending.outcome.run_id)
         for pending in batch:
             record = records.get(pending.outcome.run_id)
             if record is None:
@@ -219,20 +227,63 @@ class RunKeeper:
             _resolve(pending.recorded, record)
 
     def _beat(self) -> None:
-        """Extend every tracked lease and write pending log lines; a missed beat is retried next interval."""
+        """Extend every tracked lease and write pending log lines; a missed beat is retried next interval.
+
+        Runs whose leases lapsed meanwhile (Postgres was away longer than a lease) say so in their own
+        log, and so does a run found no longer running: a reaper marked it lost while it still ran.
+        """
         with self._wake:
             finishing = {pending.outcome.run_id for pending in self._pending}
             runs = {run_id: buffer for run_id, buffer in self._runs.items() if run_id not in finishing}
             running = list(self._runs)
         if not running:
             return
-        try:
-            with self._connection() as conn:
-                store.heartbeat(conn, running, self.lease_seconds)
-                for buffer in runs.values():
-                    flush(buffer, lambda rows: store.write_logs(conn, rows))
-        except Exception as exc:  # the lease tolerates two missed beats
-            log.warning("lease heartbeat failed", extra={"error": str(exc)})
+        for connection in (self._connection, self._fallback):
+            if connection is None:
+                continue
+            try:
+                with connection() as conn:
+                    renewed = store.renew_leases(conn, running, self.lease_seconds)
+                    self._note_lapses(runs, renewed)
+                    for buffer in runs.values():
+                        flush(buffer, lambda rows: store.write_logs(conn, rows))
+                return
+            except Exception as exc:  # the lease tolerates two missed beats
+                failure = exc
+        if self._unrenewed_since is None:
+            self._unrenewed_since = time.monotonic()
+        log.warning("lease heartbeat failed", extra={"error": str(failure)})
+
+    def _note_lapses(self, runs: dict[str, RunLogBuffer], renewed: set[str]) -> None:
+        """Write into each run's log what happened to its lease while it could not be renewed."""
+        away = time.monotonic() - self._unrenewed_since if self._unrenewed_since is not None else 0.0
+        self._unrenewed_since = None
+        for run_id, buffer in runs.items():
+            if str(run_uuid(run_id)) not in renewed:
+                if run_id not in self._reaped:
+                    self._reaped.add(run_id)
+                    _note(
+                        buffer,
+                        logging.ERROR,
+                        "run no longer marked running in the ledger (a reaper marked it lost) while it still"
+                        " runs here; its outcome will say so",
+                        away_seconds=round(away, 1),
+                    )
+            elif away > self.lease_seconds:
+                _note(
+                    buffer,
+                    logging.WARNING,
+                    "lease renewed after the ledger was unreachable for longer than the lease",
+                    away_seconds=round(away, 1),
+                    lease_seconds=self.lease_seconds,
+                )
+
+
+def _note(buffer: RunLogBuffer, level: int, message: str, **fields: Any) -> None:
+    """One line in a run's own log (and on the console), from this thread."""
+    extra = {"run_id": buffer.run_id, "job": buffer.job_name, **fields}
+    log.log(level, message, extra=extra)
+    buffer.handle(log.makeRecord(log.name, level, __file__, 0, message, (), None, extra=fields))
 
 
 def _resolve(future: Future[RunRecord], outcome: RunRecord | BaseException) -> None:

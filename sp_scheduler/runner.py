@@ -14,8 +14,9 @@ import time
 import traceback
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -30,6 +31,7 @@ from sp_scheduler.keeper import RunKeeper
 from sp_scheduler.params import ParamError, check_params, resolve_params
 from sp_scheduler.runlog import RunLogBuffer, run_logger
 from sp_scheduler.settings import Settings
+from sp_scheduler.slot_checks import SlotVerdict, check_slot, worker_grace
 from sp_scheduler.store import RunOutcome
 
 if TYPE_CHECKING:
@@ -137,8 +139,13 @@ class WorkerRuntime:
                 self.ledger().connection,
                 self.settings.lease_seconds,
                 on_recorded=metrics.finished if metrics is not None else None,
+                fallback=self._fresh_ledger_connection,
             )
         return self._keeper
+
+    def _fresh_ledger_connection(self) -> AbstractContextManager[psycopg.Connection[Any]]:
+        """One connection outside the pool, closed after use: the keeper's way round a pool in backoff."""
+        return store.connect(self.settings.require_database_url(), autocommit=True)
 
     def metrics(self) -> RunMetrics | None:
         """Run metrics for this process, when SP_METRICS_PORT is set (created after fork)."""
@@ -257,6 +264,14 @@ def execute_run(runtime: WorkerRuntime, request: RunRequest) -> Future[store.Run
     definition = catalog.find(request.job_name)
     if definition is None:
         runtime.ledger_call(lambda conn: _record_unknown(conn, request, run_id, catalog, runtime.hostname))
+        return None
+    slot = request.scheduled_for
+    verdict = None
+    if slot is not None and scheduled(request):
+        grace = worker_grace(definition.misfire_grace, slot, definition.cron)
+        verdict = check_slot(slot, grace, datetime.now(UTC))
+    if slot is not None and verdict is not None:  # a slot from the future, or past its misfire grace
+        runtime.ledger_call(lambda conn: _record_refused_slot(conn, definition.name, slot, verdict))
         return None
     try:  # a message with bad params (older CLI, hand-made message) is this run's failure, never a crash
         params = check_params(
@@ -409,6 +424,21 @@ def _claim_and_fail(
     return store.finish_run(
         conn, run_id, status="failed", message=message, items_processed=0, items_failed=0, duration_ms=0
     )
+
+
+def scheduled(request: RunRequest) -> bool:
+    """Whether the request is a scheduled slot (not a manual or startup run)."""
+    return request.trigger == "schedule"
+
+
+def _record_refused_slot(conn: psycopg.Connection[Any], job_name: str, slot: datetime, verdict: SlotVerdict) -> None:
+    """A slot that will not run gets its row now (a slot that already has one keeps it)."""
+    new = store.record_slot(conn, job_name=job_name, scheduled_for=slot, status=verdict.status, message=verdict.message)
+    extra = {"job": job_name, "scheduled_for": slot.isoformat(), "status": verdict.status, "reason": verdict.message}
+    if new:
+        log.warning("slot not run", extra=extra)
+    else:
+        log.info("slot not run; it already has a row", extra=extra)
 
 
 def _record_unknown(

@@ -13,7 +13,7 @@ import signal
 import socket
 import threading
 import time
-from datetime import datetime
+from collections.abc import Sequence
 from typing import Any
 
 import redis
@@ -23,9 +23,11 @@ from celery.signals import worker_process_shutdown, worker_shutting_down
 from sp_scheduler import keys, store
 from sp_scheduler.config import DEFAULT_QUEUE
 from sp_scheduler.errors import DatabaseUnavailable
+from sp_scheduler.reaping import ReaperGate
 from sp_scheduler.runner import RunRequest, WorkerRuntime, execute_run
 from sp_scheduler.settings import Settings
 from sp_scheduler.store.connection import KEEPALIVE_COUNT, KEEPALIVE_IDLE, KEEPALIVE_INTERVAL
+from sp_scheduler.task_args import UnusableArguments, record_unusable, request_from_task
 
 TASK_NAME = "sp_scheduler.run_job"
 # Redis redelivers an unacked message after this long; it must outlast the longest run, or a
@@ -75,7 +77,8 @@ class WorkerHousekeeping(bootsteps.StartStopStep):  # type: ignore[misc]
         interval = max(runtime.settings.lease_seconds / 3, 0.2)
         seen = WorkerPresence(runtime.settings.redis_url, worker.hostname)
         seen.mark()
-        self.tref = worker.timer.call_repeatedly(interval, _housekeeping, (runtime, seen), priority=10)
+        gate = ReaperGate(runtime.settings.lease_seconds)
+        self.tref = worker.timer.call_repeatedly(interval, _housekeeping, (worker, runtime, seen, gate), priority=10)
 
         def bound_warm_shutdown(how: str = "", **_: Any) -> None:
             # Warm shutdown (SIGTERM) stops consuming and waits for running runs without limit; after
@@ -107,15 +110,23 @@ class WorkerPresence:
             log.debug("cannot record worker presence", extra={"error": str(exc)})
 
 
-def _housekeeping(runtime: WorkerRuntime, seen: WorkerPresence) -> None:
-    reap_lost_runs(runtime)
+def _housekeeping(worker: Any, runtime: WorkerRuntime, seen: WorkerPresence, gate: ReaperGate) -> None:
+    reap_lost_runs(runtime, gate, sparing=pool_workers(worker))
     seen.mark()
+
+
+def pool_workers(worker: Any) -> list[str]:
+    """The ledger names (`host:pid`) of this worker's live pool processes: the runs it holds itself."""
+    host = socket.gethostname()
+    try:
+        return [f"{host}:{pid}" for pid in worker.pool.info.get("processes", [])]
+    except Exception:  # no pool yet (starting) or gone (stopping): nothing to spare
+        return []
 
 
 def end_grace_period(worker: Any, runtime: WorkerRuntime) -> None:
     """Record the runs of this worker's pool processes as interrupted, then trigger a cold shutdown."""
-    host = socket.gethostname()
-    names = [f"{host}:{pid}" for pid in worker.pool.info.get("processes", [])]
+    names = pool_workers(worker)
     grace = runtime.settings.shutdown_grace
     message = f"interrupted: the worker shut down and its {grace:g} s grace period ended before the run did"
     try:
@@ -127,19 +138,26 @@ def end_grace_period(worker: Any, runtime: WorkerRuntime) -> None:
     os.kill(os.getpid(), signal.SIGQUIT)
 
 
-def reap_lost_runs(runtime: WorkerRuntime) -> int:
+def reap_lost_runs(runtime: WorkerRuntime, gate: ReaperGate | None = None, sparing: Sequence[str] = ()) -> int:
     """One reaper pass; errors are logged, never raised into the worker's timer.
 
     The pass runs on the main process's event loop, which hands messages to the pool processes, so
-    with Postgres away it gives up after HOUSEKEEPING_WAIT rather than the pool's usual 5 s.
+    with Postgres away it gives up after HOUSEKEEPING_WAIT rather than the pool's usual 5 s. It never
+    reaps the runs of `sparing` (this worker's own live pool processes), and after an outage `gate`
+    holds it back until the runs still going have renewed their leases (reaping.py).
     """
     try:
         with runtime.ledger().connection(timeout=HOUSEKEEPING_WAIT) as conn:
-            # reap_lost logs each run it marks lost; expire_overrides each override that ran out
-            lost = store.reap_lost(conn, queued_deadline=runtime.settings.queued_deadline)
-            store.expire_overrides(conn)
+            store.expire_overrides(conn)  # records each override that ran out in the trail
+            if gate is not None and not gate.may_reap():
+                conn.execute("SELECT 1")  # a pass that does reach Postgres counts towards the gate
+                return 0
+            # reap_lost logs each run it marks lost
+            lost = store.reap_lost(conn, sparing=sparing, queued_deadline=runtime.settings.queued_deadline)
             return len(lost)
     except Exception as exc:  # the database may be briefly down; the next pass retries
+        if gate is not None:
+            gate.unreachable()
         log.warning("lost-run reaper pass failed", extra={"error": str(exc)})
         return 0
 
@@ -177,22 +195,15 @@ def create_app(settings: Settings | None = None) -> Celery:
     app.steps["worker"].add(WorkerHousekeeping)
 
     @app.task(name=TASK_NAME, ignore_result=True, bind=True, max_retries=None)  # type: ignore[untyped-decorator]
-    def run_job(
-        task: Any,
-        job_name: str,
-        trigger: str,
-        scheduled_for: str | None = None,
-        run_id: str | None = None,
-        params: dict[str, Any] | None = None,
-    ) -> None:
-        request = RunRequest(
-            job_name=job_name,
-            trigger=trigger,  # type: ignore[arg-type]
-            scheduled_for=datetime.fromisoformat(scheduled_for) if scheduled_for else None,
-            run_id=run_id,
-            params=params or {},
-        )
+    def run_job(task: Any, *args: Any, **kwargs: Any) -> None:
+        # Arguments are checked here, not by Python's call: wrong ones still leave a row (task_args.py).
+        job_name = args[0] if args else kwargs.get("job_name")
         try:
+            try:
+                request = request_from_task(args, kwargs)
+            except UnusableArguments as bad:
+                refuse_message(runtime, bad, task.request.id)
+                return
             execute_run(runtime, request)
         except DatabaseUnavailable as exc:
             # Postgres is down: keep the message instead of losing the slot; the claim makes a retry
@@ -208,6 +219,18 @@ def create_app(settings: Settings | None = None) -> Celery:
         runtime.close()
 
     return app
+
+
+def refuse_message(runtime: WorkerRuntime, bad: UnusableArguments, message_id: str | None) -> None:
+    """Record the run an unusable message names as failed; one that names none is logged and acked.
+
+    (No dead-letter list exists on this code line yet; a message naming no run is only logged.)
+    """
+    extra = {"message_id": message_id, "reason": bad.reason, "job": bad.parts.job_name, "run_id": bad.parts.run_id}
+    if runtime.ledger_call(lambda conn: record_unusable(conn, bad, runtime.hostname)):
+        log.error("run message has unusable arguments; its run is recorded failed", extra=extra)
+    else:
+        log.error("run message has unusable arguments and names no run; dropped", extra=extra)
 
 
 def send_run(

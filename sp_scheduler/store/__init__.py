@@ -34,6 +34,7 @@ from sp_scheduler.store.runs import (
     reap_lost,
     record_slot,
     record_slots,
+    renew_leases,
 )
 from sp_scheduler.store.state import (
     Override,
@@ -83,6 +84,7 @@ __all__ = [
     "reap_lost",
     "record_slot",
     "record_slots",
+    "renew_leases",
     "require_current_schema",
     "reset_override",
     "schema_version",

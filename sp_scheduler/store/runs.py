@@ -139,15 +139,21 @@ _SELECT_BY_ID = sql.SQL("SELECT {cols} FROM sp_job_runs WHERE id = %s").format(c
 
 def heartbeat(conn: psycopg.Connection[Any], run_ids: Sequence[str], lease_seconds: float) -> int:
     """Extend the leases of these runs that are still running; returns how many were extended."""
+    return len(renew_leases(conn, run_ids, lease_seconds))
+
+
+def renew_leases(conn: psycopg.Connection[Any], run_ids: Sequence[str], lease_seconds: float) -> set[str]:
+    """Extend the leases of these runs that are still running; returns the ids extended (the rest
+    are no longer running: finished, or marked lost by a reaper)."""
     if not run_ids:
-        return 0
+        return set()
     with atomic(conn), conn.cursor() as cur:
-        cur.execute(
+        rows = cur.execute(
             "UPDATE sp_job_runs SET lease_expires_at = clock_timestamp() + make_interval(secs => %s)"
-            " WHERE id = ANY(%s::uuid[]) AND status = 'running'",
+            " WHERE id = ANY(%s::uuid[]) AND status = 'running' RETURNING id",
             (float(lease_seconds), list(run_ids)),
-        )
-        return cur.rowcount
+        ).fetchall()
+    return {str(row[0]) for row in rows}
 
 
 def finish_run(
@@ -240,14 +246,21 @@ def _already_holds(record: RunRecord, outcome: RunOutcome) -> bool:
     ) and (outcome.duration_ms is None or record.duration_ms == outcome.duration_ms)
 
 
-def reap_lost(conn: psycopg.Connection[Any], *, queued_deadline: float | None = None) -> list[RunRecord]:
+def reap_lost(
+    conn: psycopg.Connection[Any], *, sparing: Sequence[str] = (), queued_deadline: float | None = None
+) -> list[RunRecord]:
     """Mark running rows whose lease expired as 'lost', and, given `queued_deadline` (seconds), queued
     rows no worker claimed within it ("never claimed": their message vanished, or no worker serves
-    their queue). Concurrent reapers, and a worker claiming the run, skip each other's rows."""
+    their queue). Concurrent reapers, and a worker claiming the run, skip each other's rows.
+
+    `sparing` names worker processes the reaper knows to be alive (a worker's own pool processes):
+    their runs are never reaped, whatever their leases say.
+    """
     query = sql.SQL(
         "WITH expired AS ("
         " SELECT id AS expired_id FROM sp_job_runs"
         " WHERE status = 'running' AND lease_expires_at < clock_timestamp()"
+        " AND coalesce(worker, '') <> ALL(%s::text[])"
         " FOR UPDATE SKIP LOCKED)"
         " UPDATE sp_job_runs SET status = 'lost', finished_at = clock_timestamp(),"
         " message = 'worker stopped heartbeating; lease expired at '"
@@ -255,7 +268,8 @@ def reap_lost(conn: psycopg.Connection[Any], *, queued_deadline: float | None = 
         " FROM expired WHERE id = expired_id RETURNING {cols}"
     ).format(cols=COLUMNS)
     with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
-        lost = sorted((RunRecord.from_row(r) for r in cur.execute(query).fetchall()), key=lambda r: r.created_at)
+        rows = cur.execute(query, (list(sparing),)).fetchall()
+        lost = sorted((RunRecord.from_row(r) for r in rows), key=lambda r: r.created_at)
     for record in lost:
         log.warning(
             "run lost: lease expired",
@@ -307,10 +321,11 @@ def record_slot(
     *,
     job_name: str,
     scheduled_for: datetime,
-    status: Literal["missed", "skipped"],
+    status: Literal["missed", "skipped", "failed"],
     message: str,
 ) -> bool:
-    """Record a slot that will not run (beat was down, or it was skipped); False if the slot has a row."""
+    """Record a slot that will not run (beat was down, it was skipped, a worker refused it); False if
+    the slot has a row."""
     return record_slots(conn, job_name=job_name, slots=[scheduled_for], status=status, message=message) == 1
 
 
@@ -319,7 +334,7 @@ def record_slots(
     *,
     job_name: str,
     slots: Sequence[datetime],
-    status: Literal["missed", "skipped"],
+    status: Literal["missed", "skipped", "failed"],
     message: str,
 ) -> int:
     """Record many slots that will not run in one statement; returns how many were new."""

@@ -29,7 +29,17 @@ def test_a_claim_whose_reply_was_lost_still_runs_the_job(
     # own claim as a duplicate (which left the slot unrun and its run to be reaped as lost).
     config = write_config(
         tmp_path / "config.yaml",
-        [{"name": "noop", "extension": "testing", "job": "noop", "schedule": "", "enabled": True, "overlap": "skip"}],
+        [
+            {
+                "name": "noop",
+                "extension": "testing",
+                "job": "noop",
+                "schedule": "",
+                "enabled": True,
+                "overlap": "skip",
+                "misfire_grace": 10**9,
+            }
+        ],  # a grace that lets this fixed past SLOT run
     )
     real_claim = store.claim_run
     retrying: list[bool] = []

@@ -340,14 +340,22 @@ def test_overlap_allow_runs_alongside(conn: psycopg.Connection[Any]) -> None:
     assert claim(conn, slot=SLOT + timedelta(minutes=1), overlap="allow", worker="host-b:2").outcome == "run"
 
 
-def test_overlap_ignores_a_run_whose_lease_expired(conn: psycopg.Connection[Any]) -> None:
-    claim(conn, lease_seconds=0.2)
+def test_overlap_counts_a_run_whose_lease_expired_until_it_is_reaped(conn: psycopg.Connection[Any]) -> None:
+    # An expired lease may only mean its keeper could not reach Postgres (migration 0008): the run
+    # counts as running until a reaper marks it lost, and the reason says its lease expired.
+    first = claim(conn, lease_seconds=0.2).record
+    assert first is not None
     wait_until(
         lambda: conn.execute("SELECT lease_expires_at < clock_timestamp() FROM sp_job_runs").fetchone() == (True,),
         timeout=5,
         message="the first run's lease to expire",
     )
-    assert claim(conn, slot=SLOT + timedelta(minutes=1), worker="host-b:2").outcome == "run"
+    held = claim(conn, slot=SLOT + timedelta(minutes=1), worker="host-b:2")
+    assert held.outcome == "skipped"
+    assert held.reason is not None and held.reason.startswith(f"overlap: run {first.id} still marked running")
+    assert "lease expired at" in held.reason
+    assert [r.id for r in reap_lost(conn)] == [first.id]
+    assert claim(conn, slot=SLOT + timedelta(minutes=2), worker="host-b:2").outcome == "run"
 
 
 def test_overlap_ignores_the_claiming_processs_own_earlier_run(conn: psycopg.Connection[Any]) -> None:
@@ -546,7 +554,8 @@ def test_a_lost_run_that_finishes_records_its_true_outcome(conn: psycopg.Connect
     wait_until(lambda: reap_lost(conn), timeout=5, message="the run to be reaped")
     done = finish(conn, started.id)
     assert done.status == "succeeded"
-    assert done.message == "Deleted 42"
+    assert done.message is not None  # the true outcome, and what had happened before it (migration 0008)
+    assert done.message.startswith("Deleted 42 [succeeded after it had been marked lost: worker stopped heartbeating")
 
 
 def test_record_slot_keeps_the_first_row_for_a_slot(conn: psycopg.Connection[Any]) -> None:

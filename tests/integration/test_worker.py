@@ -22,6 +22,8 @@ from tests.support import free_port, wait_until
 pytestmark = pytest.mark.integration
 
 FINISHED = {"succeeded", "failed", "timeout", "lost", "skipped", "missed"}
+# Tests that send slots of a fixed past date give their job a grace that still lets those slots run.
+OLD_SLOTS_GRACE = 10**9
 
 
 def job(name: str, job_name: str | None = None, **options: object) -> dict[str, object]:
@@ -79,7 +81,7 @@ def test_recoverable_failure_is_recorded_with_its_message(system: System) -> Non
 
 
 def test_the_same_slot_delivered_twice_runs_once(system: System) -> None:
-    system.configure([job("noop", schedule="* * * * * *")])
+    system.configure([job("noop", schedule="* * * * * *", misfire_grace=OLD_SLOTS_GRACE)])
     system.worker(concurrency=2)
     app = app_for(system)
     slot = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
@@ -93,7 +95,7 @@ def test_the_same_slot_delivered_twice_runs_once(system: System) -> None:
 
 
 def test_two_workers_pull_200_runs_without_duplicates_or_losses(system: System) -> None:
-    system.configure([job("noop", schedule="* * * * * *", overlap="allow")])
+    system.configure([job("noop", schedule="* * * * * *", overlap="allow", misfire_grace=OLD_SLOTS_GRACE)])
     system.worker("w1", concurrency=2)
     system.worker("w2", concurrency=2)
     app = app_for(system)
@@ -261,7 +263,7 @@ def test_a_slot_delivered_while_postgres_is_away_runs_once_it_is_back(system: Sy
 
     proxy = postgres_proxy(system.database_url)
     proxied = through(system.database_url, proxy)
-    system.configure([job("noop", schedule="* * * * * *")])
+    system.configure([job("noop", schedule="* * * * * *", misfire_grace=OLD_SLOTS_GRACE)])
     system.worker(SP_DATABASE_URL=proxied)
     app = app_for(system)
     send_run(app, RunRequest("noop", "schedule", datetime(2026, 1, 1, tzinfo=UTC)))
