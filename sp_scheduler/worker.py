@@ -15,6 +15,7 @@ import threading
 import time
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import redis
 from celery import Celery, bootsteps
@@ -31,8 +32,15 @@ TASK_NAME = "sp_scheduler.run_job"
 # Redis redelivers an unacked message after this long; it must outlast the longest run, or a
 # second worker would pick it up (harmlessly, thanks to the ledger, but noisily).
 DEFAULT_VISIBILITY_TIMEOUT = 6 * 3600
-# The Celery hard limit kills a run stuck in blocking code this long after its own timeout.
-HARD_LIMIT_GRACE = 30.0
+# A job's timeout is enforced three times over. The runner cancels a job that awaits past it; Celery's
+# soft limit, SOFT_LIMIT_MARGIN later, interrupts one that blocks its event loop (the runner records
+# `timeout`); its hard limit, HARD_LIMIT_GRACE after the timeout, kills a process that ignores even that
+# (pool_deaths.py records `timeout`). The margin lets the runner's own cancellation win for well-behaved jobs.
+SOFT_LIMIT_MARGIN = 1.0
+HARD_LIMIT_GRACE = 5.0
+# Celery waits this long after a pool process dies for a result it may have sent before marking its
+# task lost; results live in Postgres, so there is nothing to wait for (Celery's default is 10 s).
+WORKER_LOST_WAIT = 1.0
 
 # How long the worker's reaper waits for a ledger connection before skipping a pass.
 HOUSEKEEPING_WAIT = 1.0
@@ -161,6 +169,9 @@ def create_app(settings: Settings | None = None) -> Celery:
         worker_hijack_root_logger=False,
         worker_soft_shutdown_timeout=0,  # our own grace watchdog below exits as soon as runs finish
         worker_send_task_events=False,
+        worker_lost_wait=WORKER_LOST_WAIT,
+        # Every item a worker cannot use is set aside, never allowed to stop it (queue_guard.py).
+        worker_consumer="sp_scheduler.queue_guard:GuardedConsumer",
         enable_utc=True,
         timezone="UTC",
         redbeat_redis_url=settings.redis_url,
@@ -169,11 +180,19 @@ def create_app(settings: Settings | None = None) -> Celery:
         redbeat_redis_options={**REDIS_CONNECTION_OPTIONS, "socket_timeout": BEAT_REDIS_TIMEOUT},
         redbeat_key_prefix="sp_scheduler:redbeat:",
     )
+    if urlsplit(settings.redis_url).scheme in ("redis", "rediss"):
+        app.conf.broker_transport = "sp_scheduler.queue_guard:GuardedTransport"
     runtime = WorkerRuntime(settings)
     app.sp_runtime = runtime
     app.steps["worker"].add(WorkerHousekeeping)
 
-    @app.task(name=TASK_NAME, ignore_result=True, bind=True, max_retries=None)  # type: ignore[untyped-decorator]
+    @app.task(  # type: ignore[untyped-decorator]
+        name=TASK_NAME,
+        ignore_result=True,
+        bind=True,
+        max_retries=None,
+        Request="sp_scheduler.pool_deaths:RunTaskRequest",  # records dead pool processes' runs at once
+    )
     def run_job(
         task: Any,
         job_name: str,
@@ -207,6 +226,11 @@ def create_app(settings: Settings | None = None) -> Celery:
     return app
 
 
+def time_limits(timeout: float) -> tuple[float, float]:
+    """Celery's (hard, soft) time limits for a job's timeout; beat's publisher writes the same."""
+    return timeout + HARD_LIMIT_GRACE, timeout + SOFT_LIMIT_MARGIN
+
+
 def send_run(
     app: Celery,
     request: RunRequest,
@@ -215,7 +239,7 @@ def send_run(
     timeout: float | None = None,
     producer: Any = None,
 ) -> None:
-    """Publish one run message; the per-job timeout becomes Celery's hard limit plus a grace period.
+    """Publish one run message; the per-job timeout becomes Celery's soft and hard limits (`time_limits`).
 
     Beat passes its long-lived producer; the CLI lets Celery pick one from the pool.
     """
@@ -223,7 +247,7 @@ def send_run(
     if producer is not None:
         options["producer"] = producer
     if timeout is not None:
-        options["time_limit"] = timeout + HARD_LIMIT_GRACE
+        options["time_limit"], options["soft_time_limit"] = time_limits(timeout)
     args = request.task_args()
     # A plain repr for the message headers: Celery's saferepr costs ~0.1 ms a message, which adds up
     # when beat sends a thousand slots in one second.
