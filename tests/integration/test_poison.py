@@ -208,3 +208,18 @@ def test_a_killed_pool_process_run_is_lost_within_seconds(system: System, tmp_pa
     assert_running(worker)
     result = system.cli("jobs", "run", "sleepy", "-p", "seconds=0.1", "--wait", "--timeout", "30")
     assert result.exit_code == 0, result.output
+
+
+def test_a_worker_that_cannot_go_on_exits_non_zero(system: System, tmp_path: Path) -> None:
+    # Celery stops a worker whose pidfile a live process holds, once its blueprint starts (the same path
+    # as "Unrecoverable error"); the process must say so to its supervisor, not exit 0.
+    from tests.support.processes import start_process
+
+    system.configure([job("noop")])
+    pidfile = tmp_path / "worker.pid"
+    pidfile.write_text(f"{os.getpid()}\n")
+    args = ["worker", "-c", "1", "--pidfile", str(pidfile)]
+    worker = start_process("doomed", args, system.env(), system.log_dir)
+    system.processes.append(worker)
+    code = wait_until(lambda: worker.popen.poll(), timeout=60, message="the worker did not exit")
+    assert code != 0, worker.output()[-3000:]
