@@ -223,3 +223,12 @@ def test_a_worker_that_cannot_go_on_exits_non_zero(system: System, tmp_path: Pat
     system.processes.append(worker)
     code = wait_until(lambda: worker.popen.poll(), timeout=60, message="the worker did not exit")
     assert code != 0, worker.output()[-3000:]
+
+
+def test_workers_run_without_gossip_and_mingle(system: System) -> None:
+    # Neither is used by the scheduler; gossip logged an ERROR traceback at every Redis reconnect.
+    system.configure([job("noop")])
+    worker = system.worker()  # started the way an operator starts one: no extra flags
+    assert system.cli("jobs", "run", "noop", "--wait", "--timeout", "30").exit_code == 0
+    output = worker.output()
+    assert "mingle: searching for neighbors" not in output and "gossip" not in output.lower()
