@@ -221,8 +221,8 @@ def test_a_worker_that_cannot_go_on_exits_non_zero(system: System, tmp_path: Pat
     args = ["worker", "-c", "1", "--pidfile", str(pidfile)]
     worker = start_process("doomed", args, system.env(), system.log_dir)
     system.processes.append(worker)
-    code = wait_until(lambda: worker.popen.poll(), timeout=60, message="the worker did not exit")
-    assert code != 0, worker.output()[-3000:]
+    wait_until(lambda: worker.popen.poll() is not None, timeout=60, message="the worker did not exit")
+    assert worker.popen.returncode != 0, worker.output()[-3000:]
 
 
 def test_workers_run_without_gossip_and_mingle(system: System) -> None:
@@ -232,3 +232,20 @@ def test_workers_run_without_gossip_and_mingle(system: System) -> None:
     assert system.cli("jobs", "run", "noop", "--wait", "--timeout", "30").exit_code == 0
     output = worker.output()
     assert "mingle: searching for neighbors" not in output and "gossip" not in output.lower()
+
+
+def test_a_worker_without_gossip_survives_a_broker_reconnect(system: System) -> None:
+    # A check that turning gossip off costs nothing on a reconnect. (A cut proxy does not reproduce
+    # gossip's "Error on restarting Gossip"; test_workers_run_without_gossip_and_mingle covers it.)
+    from tests.support.proxy import redis_proxy
+
+    proxy, proxied = redis_proxy(system.redis_url)
+    system.configure([job("noop")])
+    worker = system.worker(SP_REDIS_URL=proxied)
+    proxy.cut()
+    wait_until(lambda: "Connection to broker lost" in worker.output(), timeout=30, message="no disconnect noticed")
+    proxy.restore()
+    wait_until(lambda: worker.output().count("Connected to ") >= 2, timeout=60, message="no reconnect")
+    assert system.cli("jobs", "run", "noop", "--wait", "--timeout", "30").exit_code == 0
+    assert "ERROR" not in worker.output().split("Connection to broker lost", 1)[1].split("Connected to ", 1)[1]
+    assert_running(worker)
