@@ -130,21 +130,32 @@ def requeue(client: redis.Redis) -> int:
     """Put every item back on the queue it came from, oldest first; returns how many were moved.
 
     Each item moves in one transaction, so an interrupted requeue neither loses nor doubles one. An
-    item that is still malformed is simply set aside again by the next worker that meets it.
+    item that is still malformed is simply set aside again by the next worker that meets it: only the
+    items there when the requeue began move (new ones are pushed at the other end), or a fast worker
+    and this loop would pass the same item back and forth forever.
     """
     moved = 0
+    for _ in range(count(client)):
+        if not _move_oldest(client):
+            break
+        moved += 1
+    return moved
+
+
+def _move_oldest(client: redis.Redis) -> bool:
+    """Move the oldest item back to its queue in one transaction; False if the list is empty."""
     while True:
         with client.pipeline(transaction=True) as pipe:
             try:
                 pipe.watch(keys.DEAD_LETTERS)  # type: ignore[no-untyped-call]
                 item = pipe.lindex(keys.DEAD_LETTERS, -1)
                 if item is None:
-                    return moved
+                    return False
                 letter = DeadLetter.from_json(item)
                 pipe.multi()
                 pipe.rpop(keys.DEAD_LETTERS)
                 pipe.lpush(letter.queue, letter.raw)
                 pipe.execute()
-            except redis.WatchError:
+                return True
+            except redis.WatchError:  # a worker pushed an item meanwhile: look again
                 continue
-        moved += 1

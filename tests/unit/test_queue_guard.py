@@ -106,3 +106,20 @@ def test_base64_of_a_json_object_body_passes_the_transport() -> None:
     item = good_item()
     item["body"] = base64.b64encode(b'{"x": 1}').decode()
     assert envelope_problem(json.dumps(item))[0] is None
+
+
+def test_requeue_moves_only_what_was_there_when_it_began(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A worker that sets requeued garbage aside again at once must not keep the requeue going forever.
+    client = fakeredis.FakeRedis()
+    dead_letters.set_aside(client, "old", kind="not_json", reason="not JSON", queue="q")
+    move = dead_letters._move_oldest
+
+    def then_a_worker_sets_it_aside_again(redis_client: Any) -> bool:
+        moved = move(redis_client)
+        again = redis_client.rpop("q")
+        dead_letters.set_aside(redis_client, again, kind="not_json", reason="not JSON", queue="q")
+        return moved
+
+    monkeypatch.setattr(dead_letters, "_move_oldest", then_a_worker_sets_it_aside_again)
+    assert dead_letters.requeue(client) == 1
+    assert dead_letters.count(client) == 1
