@@ -9,6 +9,7 @@ BEAT_LEADER = f"{PREFIX}:beat:leader"  # hash: id, host, pid, since, last_tick (
 BEAT_INSTANCES = f"{PREFIX}:beat:instances"  # zset: beat id -> last tick (leaders and standbys)
 SYNC_REQUESTED = f"{PREFIX}:beat:sync"  # set by `jobs enable/disable/reset`; beat re-syncs at its next tick
 WORKERS_SEEN = f"{PREFIX}:workers"  # zset: worker hostname -> last heartbeat
+DEAD_LETTERS = f"{PREFIX}:dead_letters"  # list: queue items no worker can use (dead_letters.py), newest first
 
 
 def schedule_key(redbeat_prefix: str = REDBEAT_PREFIX) -> str:

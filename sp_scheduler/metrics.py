@@ -44,6 +44,19 @@ def mark_process_dead(pid: int) -> None:
         prom_multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
 
 
+_dead_letters: Counter | None = None
+
+
+def dead_letters_counter() -> Counter:
+    """Queue items a worker set aside (dead_letters.py), by kind; created on first use in that process."""
+    global _dead_letters  # noqa: PLW0603 - one counter per process, like the run metrics
+    if _dead_letters is None:
+        _dead_letters = Counter(
+            "sp_scheduler_dead_letters", "Queue items set aside as unusable", ["kind"], registry=None
+        )
+    return _dead_letters
+
+
 class RunMetrics:
     """Counters and histograms a worker process updates as runs start and finish."""
 

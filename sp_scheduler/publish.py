@@ -22,7 +22,7 @@ from typing import Any
 import redis
 
 from sp_scheduler.runner import RunRequest
-from sp_scheduler.worker import HARD_LIMIT_GRACE, TASK_NAME
+from sp_scheduler.worker import TASK_NAME, time_limits
 
 _EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
 
@@ -41,7 +41,7 @@ def envelope(outgoing: Outgoing, *, origin: str, reply_to: str) -> str:
     task_id = str(uuid.uuid4())
     args = outgoing.request.task_args()
     body = json.dumps([args, {}, _EMBED]).encode()
-    time_limit = outgoing.timeout + HARD_LIMIT_GRACE if outgoing.timeout is not None else None
+    hard, soft = time_limits(outgoing.timeout) if outgoing.timeout is not None else (None, None)
     headers: dict[str, Any] = {
         "lang": "py",
         "task": TASK_NAME,
@@ -52,7 +52,7 @@ def envelope(outgoing: Outgoing, *, origin: str, reply_to: str) -> str:
         "group": None,
         "group_index": None,
         "retries": 0,
-        "timelimit": [time_limit, None],
+        "timelimit": [hard, soft],
         "root_id": task_id,
         "parent_id": None,
         "argsrepr": repr(args),

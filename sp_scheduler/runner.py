@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import psycopg
+from celery.exceptions import SoftTimeLimitExceeded
 from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
 from sp_scheduler import store
@@ -210,6 +211,13 @@ def _outcome(definition: JobDefinition, ctx: JobContext, runtime: WorkerRuntime,
     except TimeoutError:
         message = f"exceeded its timeout of {definition.timeout:g} s and was cancelled"
         logger.error("job timed out", extra={"timeout": definition.timeout})
+        return RunOutcome(run_id, "timeout", message, duration_ms=_ms(started), elapsed_seconds=_since(claimed))
+    except SoftTimeLimitExceeded:  # the job blocked its event loop past the timeout (worker.py's soft limit)
+        message = (
+            f"exceeded its timeout of {definition.timeout:g} s while blocking its event loop;"
+            " interrupted by the worker's soft time limit"
+        )
+        logger.error("job timed out", extra={"timeout": definition.timeout, "blocking": True})
         return RunOutcome(run_id, "timeout", message, duration_ms=_ms(started), elapsed_seconds=_since(claimed))
     except Exception as exc:  # an unrecoverable job error: recorded as failed, never propagated
         trace = traceback.format_exc()

@@ -7,6 +7,7 @@ message harmless.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -15,12 +16,13 @@ import threading
 import time
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 import redis
 from celery import Celery, bootsteps
 from celery.signals import worker_process_shutdown, worker_shutting_down
 
-from sp_scheduler import keys, store
+from sp_scheduler import dead_letters, keys, store
 from sp_scheduler.config import DEFAULT_QUEUE
 from sp_scheduler.errors import DatabaseUnavailable
 from sp_scheduler.reaping import ReaperGate
@@ -33,8 +35,15 @@ TASK_NAME = "sp_scheduler.run_job"
 # Redis redelivers an unacked message after this long; it must outlast the longest run, or a
 # second worker would pick it up (harmlessly, thanks to the ledger, but noisily).
 DEFAULT_VISIBILITY_TIMEOUT = 6 * 3600
-# The Celery hard limit kills a run stuck in blocking code this long after its own timeout.
-HARD_LIMIT_GRACE = 30.0
+# A job's timeout is enforced three times over. The runner cancels a job that awaits past it; Celery's
+# soft limit, SOFT_LIMIT_MARGIN later, interrupts one that blocks its event loop (the runner records
+# `timeout`); its hard limit, HARD_LIMIT_GRACE after the timeout, kills a process that ignores even that
+# (pool_deaths.py records `timeout`). The margin lets the runner's own cancellation win for well-behaved jobs.
+SOFT_LIMIT_MARGIN = 1.0
+HARD_LIMIT_GRACE = 5.0
+# Celery waits this long after a pool process dies for a result it may have sent before marking its
+# task lost; results live in Postgres, so there is nothing to wait for (Celery's default is 10 s).
+WORKER_LOST_WAIT = 1.0
 
 # How long the worker's reaper waits for a ledger connection before skipping a pass.
 HOUSEKEEPING_WAIT = 1.0
@@ -182,6 +191,9 @@ def create_app(settings: Settings | None = None) -> Celery:
         worker_hijack_root_logger=False,
         worker_soft_shutdown_timeout=0,  # our own grace watchdog below exits as soon as runs finish
         worker_send_task_events=False,
+        worker_lost_wait=WORKER_LOST_WAIT,
+        # Every item a worker cannot use is set aside, never allowed to stop it (queue_guard.py).
+        worker_consumer="sp_scheduler.queue_guard:GuardedConsumer",
         enable_utc=True,
         timezone="UTC",
         redbeat_redis_url=settings.redis_url,
@@ -190,11 +202,19 @@ def create_app(settings: Settings | None = None) -> Celery:
         redbeat_redis_options={**REDIS_CONNECTION_OPTIONS, "socket_timeout": BEAT_REDIS_TIMEOUT},
         redbeat_key_prefix="sp_scheduler:redbeat:",
     )
+    if urlsplit(settings.redis_url).scheme in ("redis", "rediss"):
+        app.conf.broker_transport = "sp_scheduler.queue_guard:GuardedTransport"
     runtime = WorkerRuntime(settings)
     app.sp_runtime = runtime
     app.steps["worker"].add(WorkerHousekeeping)
 
-    @app.task(name=TASK_NAME, ignore_result=True, bind=True, max_retries=None)  # type: ignore[untyped-decorator]
+    @app.task(  # type: ignore[untyped-decorator]
+        name=TASK_NAME,
+        ignore_result=True,
+        bind=True,
+        max_retries=None,
+        Request="sp_scheduler.pool_deaths:RunTaskRequest",  # records dead pool processes' runs at once
+    )
     def run_job(task: Any, *args: Any, **kwargs: Any) -> None:
         # Arguments are checked here, not by Python's call: wrong ones still leave a row (task_args.py).
         job_name = args[0] if args else kwargs.get("job_name")
@@ -202,7 +222,7 @@ def create_app(settings: Settings | None = None) -> Celery:
             try:
                 request = request_from_task(args, kwargs)
             except UnusableArguments as bad:
-                refuse_message(runtime, bad, task.request.id)
+                refuse_message(runtime, bad, task.request, args, kwargs)
                 return
             execute_run(runtime, request)
         except DatabaseUnavailable as exc:
@@ -221,16 +241,29 @@ def create_app(settings: Settings | None = None) -> Celery:
     return app
 
 
-def refuse_message(runtime: WorkerRuntime, bad: UnusableArguments, message_id: str | None) -> None:
-    """Record the run an unusable message names as failed; one that names none is logged and acked.
-
-    (No dead-letter list exists on this code line yet; a message naming no run is only logged.)
-    """
+def refuse_message(runtime: WorkerRuntime, bad: UnusableArguments, task_request: Any, args: Any, kwargs: Any) -> None:
+    """Record the run an unusable message names as failed; one that names none goes to the dead letters."""
+    message_id = task_request.id
     extra = {"message_id": message_id, "reason": bad.reason, "job": bad.parts.job_name, "run_id": bad.parts.run_id}
     if runtime.ledger_call(lambda conn: record_unusable(conn, bad, runtime.hostname)):
         log.error("run message has unusable arguments; its run is recorded failed", extra=extra)
-    else:
-        log.error("run message has unusable arguments and names no run; dropped", extra=extra)
+        return
+    queue = (task_request.delivery_info or {}).get("routing_key") or DEFAULT_QUEUE
+    raw = json.dumps({"args": args, "kwargs": kwargs}, default=repr)
+    client = redis.Redis.from_url(runtime.settings.redis_url, socket_connect_timeout=2, socket_timeout=2)
+    try:
+        dead_letters.set_aside(
+            client, raw, kind="bad_arguments", reason=bad.reason, queue=str(queue), message_id=message_id
+        )
+    except redis.RedisError:  # set_aside logged the message whole; the run names nothing to record
+        pass
+    finally:
+        client.close()
+
+
+def time_limits(timeout: float) -> tuple[float, float]:
+    """Celery's (hard, soft) time limits for a job's timeout; beat's publisher writes the same."""
+    return timeout + HARD_LIMIT_GRACE, timeout + SOFT_LIMIT_MARGIN
 
 
 def send_run(
@@ -241,7 +274,7 @@ def send_run(
     timeout: float | None = None,
     producer: Any = None,
 ) -> None:
-    """Publish one run message; the per-job timeout becomes Celery's hard limit plus a grace period.
+    """Publish one run message; the per-job timeout becomes Celery's soft and hard limits (`time_limits`).
 
     Beat passes its long-lived producer; the CLI lets Celery pick one from the pool.
     """
@@ -249,7 +282,7 @@ def send_run(
     if producer is not None:
         options["producer"] = producer
     if timeout is not None:
-        options["time_limit"] = timeout + HARD_LIMIT_GRACE
+        options["time_limit"], options["soft_time_limit"] = time_limits(timeout)
     args = request.task_args()
     # A plain repr for the message headers: Celery's saferepr costs ~0.1 ms a message, which adds up
     # when beat sends a thousand slots in one second.

@@ -18,6 +18,7 @@ from sp_scheduler.cli.jobs_cmd import jobs_group
 from sp_scheduler.cli.logs_cmd import logs_group
 from sp_scheduler.cli.maintenance_cmd import MAINTENANCE_COMMANDS
 from sp_scheduler.cli.process_cmd import beat_cmd, worker_cmd
+from sp_scheduler.cli.queue_cmd import queue_group
 from sp_scheduler.cli.reset_cmd import reset_cmd
 from sp_scheduler.cli.runs_cmd import RUN_COMMANDS
 from sp_scheduler.cli.state import CliState
@@ -87,6 +88,7 @@ cli.add_command(dev_cmd)
 cli.add_command(health_cmd)
 cli.add_command(logs_group)
 cli.add_command(demo_group)
+cli.add_command(queue_group)
 
 
 def main() -> None:

@@ -41,6 +41,9 @@ def worker_cmd(state: CliState, celery_args: tuple[str, ...]) -> None:
     if not any(arg.startswith(("-l", "--loglevel")) for arg in args):
         args += ["--loglevel", "INFO"]
     quiet_celery_task_lines(args)
+    # Gossip and mingle serve Celery features the scheduler does not use, and gossip logs an ERROR
+    # traceback at every broker reconnect; the ledger is what workers share.
+    args += [flag for flag in ("--without-gossip", "--without-mingle") if flag not in args]
     if state.settings.metrics_port:
         # Before prometheus_client is first imported (it picks its value class then), so every pool
         # process writes its samples to files the main process can sum.
@@ -48,7 +51,23 @@ def worker_cmd(state: CliState, celery_args: tuple[str, ...]) -> None:
             os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="sp-scheduler-metrics-")
         _serve_worker_metrics(state.settings.metrics_port)
     app = create_app(state.settings)
-    app.worker_main(["worker", *args])
+    code = run_celery(app, ["worker", *args])
+    if code:  # e.g. Celery's "Unrecoverable error": a supervisor must see a failure and restart it
+        raise SystemExit(code)
+
+
+def run_celery(app: Any, argv: list[str]) -> int:
+    """Run a `celery` command in-process and return its exit status (`app.worker_main` drops it)."""
+    from celery.bin.celery import celery
+
+    celery.params[0].default = app
+    try:
+        code = celery.main(args=argv, standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        code = exc.exit_code
+    finally:
+        celery.params[0].default = None
+    return code if isinstance(code, int) else 0
 
 
 SUPPORTED_POOLS = ("prefork", "solo")

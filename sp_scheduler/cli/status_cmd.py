@@ -15,7 +15,9 @@ from sp_scheduler.redact import redact_text, redis_where
 from sp_scheduler.status import CheckCode, JobHealth, beat_state, check_code, job_health, recent_workers
 
 
-def _redis_facts(state: CliState, queues: list[str]) -> tuple[dict[str, str], list[Any], list[Any], dict[str, int]]:
+def _redis_facts(
+    state: CliState, queues: list[str]
+) -> tuple[dict[str, str], list[Any], list[Any], dict[str, int], int]:
     import redis
 
     client = redis.Redis.from_url(state.settings.redis_url, decode_responses=True, socket_connect_timeout=3)
@@ -24,13 +26,14 @@ def _redis_facts(state: CliState, queues: list[str]) -> tuple[dict[str, str], li
             pipe.hgetall(keys.BEAT_LEADER)
             pipe.zrange(keys.BEAT_INSTANCES, 0, -1, withscores=True)
             pipe.zrange(keys.WORKERS_SEEN, 0, -1, withscores=True)
+            pipe.llen(keys.DEAD_LETTERS)
             for queue in queues:
                 pipe.llen(queue)
-            leader, instances, workers, *depths = pipe.execute()
+            leader, instances, workers, dead_letters, *depths = pipe.execute()
     except redis.RedisError as exc:
         url = state.settings.redis_url
         raise BrokerUnavailable(f"cannot reach Redis at {redis_where(url)}: {redact_text(str(exc), url)}") from None
-    return leader, instances, workers, dict(zip(queues, depths, strict=True))
+    return leader, instances, workers, dict(zip(queues, depths, strict=True)), int(dead_letters)
 
 
 @click.command("status")
@@ -47,7 +50,7 @@ def status_cmd(state: CliState, as_json: bool, check: bool) -> None:
 
     catalog = state.catalog()
     queues = sorted({DEFAULT_QUEUE, *(d.queue for d in catalog)})
-    leader, instances, workers, depths = _redis_facts(state, queues)
+    leader, instances, workers, depths, dead_letters = _redis_facts(state, queues)
     with state.database() as conn:
         overrides = {name: o.enabled for name, o in get_overrides(conn).items()}
         names = catalog.names()
@@ -76,6 +79,7 @@ def status_cmd(state: CliState, as_json: bool, check: bool) -> None:
                 },
                 "workers": seen,
                 "queues": depths,
+                "dead_letters": dead_letters,
                 "jobs": [job.to_dict() for job in health],
                 "check": {"code": int(code), "problem": code.name.lower()},
             }
@@ -92,6 +96,8 @@ def status_cmd(state: CliState, as_json: bool, check: bool) -> None:
         click.echo(f"          standby: {', '.join(standby)}")
     click.echo(f"workers:  {len(seen)} seen in the last minute" + (f" ({', '.join(seen)})" if seen else ""))
     click.echo("queues:   " + ", ".join(f"{queue} {depth} waiting" for queue, depth in depths.items()))
+    if dead_letters:
+        click.echo(f"          {dead_letters} set aside as unusable (see `sp-scheduler queue dead-letters`)")
     echo_table(
         ["JOB", "ENABLED", "NEXT RUN", "LAST SUCCESS", "LAST FAILURE", "LATE"],
         [

@@ -22,6 +22,7 @@ from sp_scheduler.store.records import (
 )
 from sp_scheduler.store.runs import (
     claim_run,
+    end_process_runs,
     enqueue_run,
     finish_run,
     finish_runs,
@@ -65,6 +66,7 @@ __all__ = [
     "connect",
     "conninfo_with_defaults",
     "describe_url",
+    "end_process_runs",
     "enqueue_run",
     "expire_overrides",
     "finish_run",

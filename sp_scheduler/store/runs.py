@@ -316,6 +316,21 @@ def interrupt_runs(conn: psycopg.Connection[Any], *, workers: Sequence[str], mes
         return [RunRecord.from_row(row) for row in cur.execute(query, (message, list(workers))).fetchall()]
 
 
+def end_process_runs(
+    conn: psycopg.Connection[Any], *, worker: str, status: Literal["lost", "timeout"], message: str
+) -> list[RunRecord]:
+    """Close the running runs of one worker process that its worker saw die (or killed past its time
+    limit), without waiting for their leases; a run already finished is left as it is."""
+    query = sql.SQL(
+        "UPDATE sp_job_runs SET status = %s, message = %s,"
+        " finished_at = clock_timestamp(), lease_expires_at = NULL,"
+        " duration_ms = (extract(epoch FROM clock_timestamp() - started_at) * 1000)::bigint"
+        " WHERE status = 'running' AND worker = %s RETURNING {cols}"
+    ).format(cols=COLUMNS)
+    with atomic(conn), conn.cursor(row_factory=dict_row) as cur:
+        return [RunRecord.from_row(row) for row in cur.execute(query, (status, message, worker)).fetchall()]
+
+
 def record_slot(
     conn: psycopg.Connection[Any],
     *,

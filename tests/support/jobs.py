@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 from pathlib import Path
@@ -52,6 +53,18 @@ class BlockingSleepy(Job):
 
     async def execute(self, ctx: JobContext) -> JobResult:
         time.sleep(ctx.get_parameter("seconds", 1.0))
+        return JobResult.success()
+
+
+class Stubborn(Job):
+    name = "stubborn"
+    description = "Blocks its event loop for `seconds` and swallows every exception meant to stop it"
+
+    async def execute(self, ctx: JobContext) -> JobResult:
+        deadline = time.monotonic() + ctx.get_parameter("seconds", 1.0)
+        while time.monotonic() < deadline:
+            with contextlib.suppress(Exception):  # the point of this job: it ignores Celery's soft time limit
+                time.sleep(0.1)
         return JobResult.success()
 
 
@@ -121,6 +134,7 @@ extension = Extension(
         Explode(),
         Sleepy(),
         BlockingSleepy(),
+        Stubborn(),
         Chatty(),
         CountRows(),
         Params(),

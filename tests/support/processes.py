@@ -103,7 +103,7 @@ def start_worker(
     """Start `sp-scheduler worker` and wait until Celery reports it ready to consume."""
     process = start_process(
         name,
-        ["worker", "-c", str(concurrency), "-n", f"{name}@%h", "--without-gossip", "--without-mingle"],
+        ["worker", "-c", str(concurrency), "-n", f"{name}@%h"],
         env,
         log_dir,
     )
