@@ -208,7 +208,7 @@ def _check_job_fields(entry: dict[str, Any], reasons: list[str]) -> dict[str, An
 
 
 def _check_option_fields(entry: dict[str, Any], values: dict[str, Any], reasons: list[str]) -> None:
-    """The optional keys DESIGN.md adds to the seeds' format, each with a safe default."""
+    """The optional keys (docs/configuration.md), each with a safe default."""
     if "timezone" in entry:
         timezone = entry["timezone"]
         if not isinstance(timezone, str):

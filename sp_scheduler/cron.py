@@ -1,4 +1,4 @@
-"""Six-field cron expressions (seconds first) with the DST rules decided in DESIGN.md.
+"""Six-field cron expressions (seconds first) with the DST rules of docs/cron.md.
 
 Stdlib + zoneinfo only, so the scheduler, the CLI and the tests share one pure engine. The search for
 the next fire time runs on naive wall-clock integers with precomputed lookup tables; the time zone is

@@ -275,3 +275,51 @@ def test_misfire_grace_is_optional_and_null_means_follow_the_period(tmp_path: Pa
     body += job_yaml("c", job="database_cleanup") + "      misfire_grace: 60\n"
     config = load_config(write(tmp_path, body))
     assert [job.misfire_grace for job in config.jobs] == [None, None, 60.0]
+
+
+def test_a_yaml_alias_that_contains_itself_is_a_problem_not_a_recursion_error(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        "scheduler:\n  enabled: true\n  jobs:\n    - name: x\n      extension: core\n      job: heartbeat\n"
+        '      schedule: "* * * * * *"\n      enabled: true\n      params: &p\n        self: *p\n'
+    )
+    problems = [str(problem) for problem in read_config(path).problems]
+    assert problems == [f"{path}:9: invalid YAML: an alias refers to a node that contains it (a cycle)"]
+
+
+def test_an_alias_shared_without_a_cycle_still_loads(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    entry = '      extension: core\n      job: cleanup_inactive_sessions\n      schedule: "0 0 * * * *"\n'
+    path.write_text(
+        "scheduler:\n  enabled: true\n  jobs:\n"
+        f"    - name: a\n{entry}      enabled: true\n      params: &shared {{hours: 2}}\n"
+        f"    - name: b\n{entry}      enabled: true\n      params: *shared\n"
+    )
+    config = load_config(path)
+    assert [job.params for job in config.jobs] == [{"hours": 2}, {"hours": 2}]
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"SP_DB_POOL_SIZE": "0.5"}, "SP_DB_POOL_SIZE='0.5' is not a whole number"),
+        ({"SP_DB_POOL_SIZE": "0"}, "SP_DB_POOL_SIZE='0' must be between 1 and 1000"),
+        ({"SP_METRICS_PORT": "9100.5"}, "SP_METRICS_PORT='9100.5' is not a whole number"),
+        ({"SP_REDIS_URL": "notaurl"}, "invalid Redis URL '<not a URL>'"),
+        ({"SP_REDIS_URL": "redis://:pw@cache:port/0"}, "invalid Redis URL 'redis://:***@cache:port/0'"),
+        ({"SP_REDIS_URL": "http://cache:6379"}, "invalid Redis URL 'http://cache:6379'"),
+    ],
+)
+def test_bad_settings_are_refused_in_one_line(env: dict[str, str], message: str) -> None:
+    from sp_scheduler.errors import UsageError
+
+    with pytest.raises(UsageError, match=None) as raised:
+        Settings.from_env(env)
+    assert message in str(raised.value)
+    assert "\n" not in str(raised.value)
+
+
+def test_good_settings_are_accepted() -> None:
+    settings = Settings.from_env({"SP_DB_POOL_SIZE": "8", "SP_REDIS_URL": "rediss://u:pw@cache:6380/2"})
+    assert settings.db_pool_size == 8
+    assert Settings.from_env({"SP_REDIS_URL": "unix:///run/redis.sock"}).redis_url == "unix:///run/redis.sock"
