@@ -33,6 +33,7 @@ LATENESS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 30, 300)
 
 def serve_multiprocess(port: int) -> None:
     """Serve the sum of every pool process's samples (the worker's main process calls this)."""
+    dead_letters_counter()  # its series exist from the start, at 0, so increase() sees the first one
     registry = CollectorRegistry()
     prom_multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
     start_http_server(port, registry=registry)
@@ -45,6 +46,17 @@ def mark_process_dead(pid: int) -> None:
 
 
 _dead_letters: Counter | None = None
+# The kinds of item workers set aside (queue_guard.py, worker.refuse_message); each series starts at 0.
+DEAD_LETTER_KINDS = (
+    "not_json",
+    "not_envelope",
+    "bad_body",
+    "not_task",
+    "unknown_task",
+    "invalid_task",
+    "unhandled",
+    "bad_arguments",
+)
 
 
 def dead_letters_counter() -> Counter:
@@ -54,6 +66,8 @@ def dead_letters_counter() -> Counter:
         _dead_letters = Counter(
             "sp_scheduler_dead_letters", "Queue items set aside as unusable", ["kind"], registry=None
         )
+        for kind in DEAD_LETTER_KINDS:
+            _dead_letters.labels(kind)
     return _dead_letters
 
 
