@@ -6,6 +6,7 @@ import click
 
 from sp_scheduler.cli.state import CliState, echo_json, echo_table, pass_state
 from sp_scheduler.errors import BrokerUnavailable, UsageError
+from sp_scheduler.redact import redact_text, redis_where
 
 RAW_SHOWN = 60  # characters of each item in the table (--json shows it whole)
 
@@ -39,7 +40,8 @@ def dead_letters_cmd(state: CliState, as_json: bool, limit: int | None, drop: bo
             return
         letters = dead_letters.read(client, limit)
     except redis.RedisError as exc:
-        raise BrokerUnavailable(f"cannot reach Redis at {state.settings.redis_url}: {exc}") from None
+        url = state.settings.redis_url
+        raise BrokerUnavailable(f"cannot reach Redis at {redis_where(url)}: {redact_text(str(exc), url)}") from None
     if as_json:
         echo_json({"dead_letters": [letter.to_dict() for letter in letters]})
         return

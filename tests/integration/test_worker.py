@@ -244,7 +244,7 @@ def test_unreachable_services_give_one_line_errors(system: System) -> None:
     port = free_port()
     no_redis = system.cli("jobs", "run", "noop", SP_REDIS_URL=f"redis://127.0.0.1:{port}/0")
     assert no_redis.exit_code == ExitCode.UNAVAILABLE
-    assert no_redis.stderr.startswith(f"error: cannot reach Redis at redis://127.0.0.1:{port}/0")
+    assert no_redis.stderr.startswith(f"error: cannot reach Redis at 127.0.0.1:{port}/0")
     assert len(no_redis.stderr.strip().splitlines()) == 1
     assert system.history("noop")[0]["status"] == "failed"  # the attempt is on record, not lost
     no_db = system.cli("jobs", "history", SP_DATABASE_URL=f"postgresql://postgres@127.0.0.1:{port}/x")
