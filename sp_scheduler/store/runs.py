@@ -304,16 +304,7 @@ def _reap_unclaimed(conn: psycopg.Connection[Any], deadline: float) -> list[RunR
 
 def interrupt_runs(conn: psycopg.Connection[Any], *, workers: Sequence[str], message: str) -> list[RunRecord]:
     """Close the running runs of these worker processes as failed/interrupted (shutdown past its grace)."""
-    if not workers:
-        return []
-    query = sql.SQL(
-        "UPDATE sp_job_runs SET status = 'failed', error = 'interrupted', message = %s,"
-        " finished_at = clock_timestamp(), lease_expires_at = NULL,"
-        " duration_ms = (extract(epoch FROM clock_timestamp() - started_at) * 1000)::bigint"
-        " WHERE status = 'running' AND worker = ANY(%s) RETURNING {cols}"
-    ).format(cols=COLUMNS)
-    with atomic(conn), conn.cursor(row_factory=dict_row) as cur:
-        return [RunRecord.from_row(row) for row in cur.execute(query, (message, list(workers))).fetchall()]
+    return _close_running(conn, workers, status="failed", message=message, error="interrupted")
 
 
 def end_process_runs(
@@ -321,14 +312,24 @@ def end_process_runs(
 ) -> list[RunRecord]:
     """Close the running runs of one worker process that its worker saw die (or killed past its time
     limit), without waiting for their leases; a run already finished is left as it is."""
+    return _close_running(conn, [worker], status=status, message=message, error=None)
+
+
+def _close_running(
+    conn: psycopg.Connection[Any], workers: Sequence[str], *, status: str, message: str, error: str | None
+) -> list[RunRecord]:
+    """End the runs these worker processes still hold as running, now, with this status and message."""
+    if not workers:
+        return []
     query = sql.SQL(
-        "UPDATE sp_job_runs SET status = %s, message = %s,"
+        "UPDATE sp_job_runs SET status = %s, error = %s, message = %s,"
         " finished_at = clock_timestamp(), lease_expires_at = NULL,"
         " duration_ms = (extract(epoch FROM clock_timestamp() - started_at) * 1000)::bigint"
-        " WHERE status = 'running' AND worker = %s RETURNING {cols}"
+        " WHERE status = 'running' AND worker = ANY(%s) RETURNING {cols}"
     ).format(cols=COLUMNS)
     with atomic(conn), conn.cursor(row_factory=dict_row) as cur:
-        return [RunRecord.from_row(row) for row in cur.execute(query, (status, message, worker)).fetchall()]
+        rows = cur.execute(query, (status, error, message, list(workers))).fetchall()
+    return [RunRecord.from_row(row) for row in rows]
 
 
 def record_slot(

@@ -49,8 +49,8 @@ BEGIN
 END;
 $$;
 
--- The overlap rule counts every row marked running (its lease expired or not). Otherwise as in 0007
--- (an expired override no longer wins over the config).
+-- The overlap rule counts every row marked running (its lease expired or not), and an override past
+-- its expires_at (added in 0007) no longer wins over the config. Otherwise as in 0006.
 CREATE OR REPLACE FUNCTION sp_claim_run(
     p_id          uuid,
     p_job         text,
