@@ -16,13 +16,15 @@ def db_group() -> None:
 @pass_state
 def migrate_cmd(state: CliState) -> None:
     """Apply pending schema migrations (idempotent; safe to run from several processes at once)."""
-    from sp_scheduler.store import connect, describe_url, migrate, schema_version
+    from sp_scheduler.store import apply_schema, connect, describe_url, schema_version
 
     url = state.settings.require_database_url()
     with connect(url) as conn:
-        applied = migrate(conn)
+        applied = apply_schema(conn)
         version = schema_version(conn)
-    if applied:
-        click.echo(f"migrated {describe_url(url)} to schema version {version} (applied {', '.join(map(str, applied))})")
+    functions = f"; functions applied: {', '.join(applied.functions)}" if applied.functions else ""
+    if applied.versions:
+        versions = ", ".join(map(str, applied.versions))
+        click.echo(f"migrated {describe_url(url)} to schema version {version} (applied {versions}){functions}")
     else:
-        click.echo(f"{describe_url(url)} is up to date (schema version {version})")
+        click.echo(f"{describe_url(url)} is up to date (schema version {version}){functions}")

@@ -7,7 +7,14 @@ Every function takes a sync psycopg connection first and runs in its own transac
 from sp_scheduler.redact import postgres_where as describe_url
 from sp_scheduler.store.connection import connect, conninfo_with_defaults, open_pool
 from sp_scheduler.store.logs import LogRecordRow, query_logs, write_logs
-from sp_scheduler.store.migrate import CODE_SCHEMA_VERSION, migrate, require_current_schema, schema_version
+from sp_scheduler.store.migrate import (
+    CODE_SCHEMA_VERSION,
+    Upgrade,
+    apply_schema,
+    migrate,
+    require_current_schema,
+    schema_version,
+)
 from sp_scheduler.store.records import (
     FINISHED_STATUSES,
     RUN_STATUSES,
@@ -62,6 +69,8 @@ __all__ = [
     "RunOutcome",
     "RunRecord",
     "RunStatus",
+    "Upgrade",
+    "apply_schema",
     "claim_run",
     "connect",
     "conninfo_with_defaults",

@@ -1,8 +1,10 @@
-"""Versioned schema migrations: numbered SQL files applied in order, each in its own transaction.
+"""Versioned schema migrations: numbered SQL files applied in order, each in its own transaction,
+then the ledger's functions (`functions.py`), re-created only where their text changed.
 
-Files are `migrations/NNNN_name.sql` shipped as package data; the number is the schema version.
+Files are `migrations/NNNN_name.sql` shipped as package data; the number is the schema version, and
+the numbers run 1, 2, 3... without gaps. Migrations hold tables, indexes and constraints only.
 `sp_schema_migrations` records what a database has. Concurrent starters serialise on a session
-advisory lock, so two processes migrating at once apply each file exactly once.
+advisory lock, so two processes migrating at once apply each file (and each function) exactly once.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from psycopg import pq
 from psycopg.rows import tuple_row
 
 from sp_scheduler.errors import SchemaOutOfDate
+from sp_scheduler.store.functions import apply_functions, missing_functions, stale_functions
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +51,8 @@ def load_migrations() -> tuple[Migration, ...]:
         if version in found:
             raise RuntimeError(f"two migrations share version {version}: {found[version].name}, {match.group(2)}")
         found[version] = Migration(version, match.group(2), entry.read_text(encoding="utf-8"))
+    if sorted(found) != list(range(1, len(found) + 1)):
+        raise RuntimeError(f"migration versions must run 1..N without gaps: {sorted(found)}")
     return tuple(found[v] for v in sorted(found))
 
 
@@ -65,27 +70,59 @@ def schema_version(conn: psycopg.Connection[Any]) -> int:
 
 
 def require_current_schema(conn: psycopg.Connection[Any]) -> None:
-    """Refuse to run against a schema older than the code; a newer one is fine (rolling upgrades)."""
+    """Refuse to run against a schema older than the code; a newer one is fine (rolling upgrades).
+
+    At the code's own version a function the code calls must exist; one whose text differs from the
+    code's is only logged: during a rolling upgrade the older and the newer release share a schema
+    version, and each must still start (a change they cannot share comes with a new migration number).
+    """
     current = schema_version(conn)
     if current < CODE_SCHEMA_VERSION:
         raise SchemaOutOfDate(
             f"database schema is at version {current} but this code needs {CODE_SCHEMA_VERSION}: "
             "run `sp-scheduler db migrate`"
         )
+    if current > CODE_SCHEMA_VERSION:
+        return
+    missing = missing_functions(conn)
+    if missing:
+        raise SchemaOutOfDate(
+            f"database schema version {current} lacks the functions {', '.join(missing)}: run `sp-scheduler db migrate`"
+        )
+    stale = stale_functions(conn)
+    if stale:
+        log.warning("database functions differ from this code's", extra={"functions": stale, "schema": current})
+
+
+@dataclass(frozen=True, slots=True)
+class Upgrade:
+    """What one `apply_schema` did: the migration versions and the functions it applied."""
+
+    versions: list[int]
+    functions: list[str]
 
 
 def migrate(conn: psycopg.Connection[Any]) -> list[int]:
-    """Apply every pending migration and return the versions applied (empty when already current).
+    """Apply every pending migration, then the functions; returns the versions applied (see `apply_schema`)."""
+    return apply_schema(conn).versions
+
+
+def apply_schema(conn: psycopg.Connection[Any]) -> Upgrade:
+    """Apply every pending migration, then (re-)create the functions whose text changed.
 
     The connection must have no transaction open: each file commits on its own, so a failure leaves
-    the database at the last good version.
+    the database at the last good version. A database at a newer schema version than the code's keeps
+    its functions: they belong to the newer release that migrated it.
     """
     if conn.info.transaction_status != pq.TransactionStatus.IDLE:
         raise RuntimeError("migrate() needs a connection with no transaction in progress")
     with conn.transaction():
         conn.execute("SELECT pg_advisory_lock(%s)", (_MIGRATION_LOCK_KEY,))
     try:
-        return _apply_pending(conn)
+        versions = _apply_pending(conn)
+        if schema_version(conn) > CODE_SCHEMA_VERSION:
+            return Upgrade(versions, [])
+        return Upgrade(versions, apply_functions(conn))
     finally:
         if not conn.broken:
             with conn.transaction():

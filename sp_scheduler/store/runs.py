@@ -61,7 +61,7 @@ def enqueue_run(
 
 
 _CLAIM = "SELECT c.outcome, c.reason, (c.run).* FROM sp_claim_run(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) AS c"
-# The same claim, after recording outcomes and log lines (migration 0006): one statement, one commit.
+# The same claim, after recording outcomes and log lines: one statement, one commit (store/sql/functions.sql).
 _CLAIM_AFTER = (
     "SELECT c.outcome, c.reason, (c.run).* FROM sp_claim_run_after(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) AS c"
 )
@@ -87,7 +87,7 @@ def claim_run(
 ) -> Claim:
     """Claim a delivery in one round trip: run it, recognise a duplicate, or record it as skipped.
 
-    For `overlap="skip"`, `sp_claim_run` (migrations 0002, 0006) takes a per-job advisory lock, so the
+    For `overlap="skip"`, `sp_claim_run` (store/sql/functions.sql) takes a per-job advisory lock, so the
     overlap check and the insert cannot interleave between workers. With `use_override`, an
     enable/disable override in `sp_job_state` wins over `enabled` (scheduled slots). For a duplicate,
     `record` is the row that already holds the slot or id. Outcomes in `finishing` (and `logs`) are
@@ -200,7 +200,7 @@ def _claimed_by(record: RunRecord, run_id: str, worker: str) -> bool:
 
 
 def _finish_args(outcomes: Sequence[RunOutcome], logs: Sequence[LogRecordRow]) -> tuple[Jsonb, Jsonb]:
-    """The two JSON documents `sp_finish_runs` takes (migration 0006): outcomes and log lines."""
+    """The two JSON documents `sp_finish_runs` takes: outcomes and log lines."""
     for outcome in outcomes:
         if outcome.status not in get_args(FinishStatus):
             raise ValueError(f"cannot finish a run as {outcome.status!r}")

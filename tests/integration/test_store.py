@@ -254,7 +254,7 @@ def test_a_retried_claim_that_had_recorded_a_skip_stays_a_duplicate(conn: psycop
     assert claim(conn, enabled=False, retrying=True).outcome == "duplicate"
 
 
-@pytest.mark.parametrize("overlap", ["skip", "allow"])  # only 'skip' takes the job lock (migration 0006)
+@pytest.mark.parametrize("overlap", ["skip", "allow"])  # only 'skip' takes the job lock (sp_claim_run)
 @pytest.mark.parametrize("trigger", ["schedule", "manual"])
 def test_twenty_concurrent_claims_of_one_run_yield_one_run(
     database_url: str, overlap: Overlap, trigger: Trigger
@@ -341,7 +341,7 @@ def test_overlap_allow_runs_alongside(conn: psycopg.Connection[Any]) -> None:
 
 
 def test_overlap_counts_a_run_whose_lease_expired_until_it_is_reaped(conn: psycopg.Connection[Any]) -> None:
-    # An expired lease may only mean its keeper could not reach Postgres (migration 0008): the run
+    # An expired lease may only mean its keeper could not reach Postgres (sp_claim_run): the run
     # counts as running until a reaper marks it lost, and the reason says its lease expired.
     first = claim(conn, lease_seconds=0.2).record
     assert first is not None
@@ -554,7 +554,7 @@ def test_a_lost_run_that_finishes_records_its_true_outcome(conn: psycopg.Connect
     wait_until(lambda: reap_lost(conn), timeout=5, message="the run to be reaped")
     done = finish(conn, started.id)
     assert done.status == "succeeded"
-    assert done.message is not None  # the true outcome, and what had happened before it (migration 0008)
+    assert done.message is not None  # the true outcome, and what had happened before it (sp_finish_runs)
     assert done.message.startswith("Deleted 42 [succeeded after it had been marked lost: worker stopped heartbeating")
 
 

@@ -22,5 +22,5 @@ CREATE INDEX sp_job_state_changes_job_at_idx ON sp_job_state_changes (job_name, 
 -- Queued runs (manual and startup) by age: the reaper marks those no worker claimed in time `lost`.
 CREATE INDEX sp_job_runs_queued_idx ON sp_job_runs (enqueued_at) WHERE status = 'queued';
 
--- The claim function's rule that an expired override no longer wins over the config is part of its
--- definition in 0008, which replaces the function anyway.
+-- The claim's rule that an expired override no longer wins over the config is in sp_claim_run
+-- (sp_scheduler/store/sql/functions.sql).

@@ -1,0 +1,199 @@
+-- The ledger's PL/pgSQL functions: the one place their text lives.
+-- `migrate()` applies this file after the table migrations, under the same advisory lock, and
+-- re-creates a function only when its statement below changed (sp_schema_functions keeps a sha256 of
+-- each); a function whose arguments or result changed is dropped and created anew. Edit a function
+-- here, never in a migration: migrations hold tables and indexes only (docs/decisions.md, "Where the
+-- SQL lives"). One statement per function, `CREATE OR REPLACE FUNCTION name(` to its closing `$$;`;
+-- comments between statements are documentation and not part of any function's hash.
+
+-- Record outcomes (a JSON array of {id, status, message, items_processed, items_failed, duration_ms,
+-- error, traceback, elapsed}) and log lines (a JSON array of sp_logs rows). Returns one row per outcome
+-- whose run exists: 'finished' with the updated row, or 'unchanged' with the row as it stands when the
+-- run had already finished otherwise. A 'queued' run (its message could not be published) can be closed
+-- as failed. A run the reaper marked 'lost' that then really finishes records its true outcome, and its
+-- message says it had been marked lost, and why, instead of overwriting that silently.
+-- In PL/pgSQL the statements keep their plans for the session, and each outcome is a primary key update.
+CREATE OR REPLACE FUNCTION sp_finish_runs(p_outcomes jsonb, p_logs jsonb)
+RETURNS TABLE (outcome text, reason text, run sp_job_runs)
+LANGUAGE plpgsql AS $$
+DECLARE
+    o      record;
+    v_row  sp_job_runs%ROWTYPE;
+BEGIN
+    IF p_logs IS NOT NULL AND jsonb_array_length(p_logs) > 0 THEN
+        INSERT INTO sp_logs (created_at, level, logger, message, job_name, run_id, fields)
+        SELECT l.created_at, l.level, l.logger, l.message, l.job_name, l.run_id, coalesce(l.fields, '{}')
+          FROM jsonb_to_recordset(p_logs) AS l(created_at timestamptz, level text, logger text, message text,
+                                               job_name text, run_id uuid, fields jsonb);
+    END IF;
+    FOR o IN SELECT * FROM jsonb_to_recordset(p_outcomes) AS x(
+                 id uuid, status text, message text, items_processed bigint, items_failed bigint,
+                 duration_ms bigint, error text, traceback text, elapsed double precision)
+    LOOP
+        UPDATE sp_job_runs r SET
+            status = o.status,
+            message = CASE WHEN r.status = 'lost'
+                           THEN concat_ws(' ', o.message,
+                                          format('[%s after it had been marked lost: %s]', o.status, r.message))
+                           ELSE o.message END,
+            items_processed = coalesce(o.items_processed, 0), items_failed = coalesce(o.items_failed, 0),
+            duration_ms = o.duration_ms, error = o.error, traceback = o.traceback,
+            finished_at = CASE WHEN o.elapsed IS NULL OR r.started_at IS NULL THEN clock_timestamp()
+                          ELSE least(clock_timestamp(), r.started_at + make_interval(secs => o.elapsed)) END,
+            lease_expires_at = NULL
+         WHERE r.id = o.id AND r.status IN ('queued', 'running', 'lost')
+        RETURNING * INTO v_row;
+        IF FOUND THEN
+            RETURN QUERY SELECT 'finished'::text, NULL::text, v_row;
+        ELSE
+            SELECT * INTO v_row FROM sp_job_runs WHERE id = o.id;
+            IF FOUND THEN
+                RETURN QUERY SELECT 'unchanged'::text, format('already %s', v_row.status), v_row;
+            END IF;
+        END IF;
+    END LOOP;
+END;
+$$;
+
+-- Claim a delivery in one round trip: 'run' (the row is now running under a lease), 'duplicate' (the
+-- slot or id is held already; the holding row comes back), or 'skipped' (recorded: the job is disabled,
+-- or `overlap: skip` and another process's run is still marked running). With p_use_override an
+-- unexpired override in sp_job_state wins over p_enabled. For 'skip' the per-job advisory lock orders
+-- the overlap check and the insert between workers; 'allow' needs no lock, which would make every claim
+-- of a busy job wait for the previous claim's commit. The overlap rule ignores the claiming process's
+-- own rows (a process runs one run at a time: its own running row is an ended run whose outcome is on
+-- its way, see keeper.py) and counts every other row marked running, its lease expired or not, until a
+-- reaper marks it lost: an expired lease may only mean its worker could not reach Postgres.
+CREATE OR REPLACE FUNCTION sp_claim_run(
+    p_id          uuid,
+    p_job         text,
+    p_trigger     text,
+    p_slot        timestamptz,
+    p_params      jsonb,
+    p_worker      text,
+    p_lease       double precision,
+    p_overlap     text,
+    p_enabled     boolean,      -- the YAML's answer (and the scheduler switch)
+    p_use_override boolean      -- true for scheduled slots: an override in sp_job_state wins over p_enabled
+) RETURNS TABLE (outcome text, reason text, run sp_job_runs)
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_existing  sp_job_runs%ROWTYPE;
+    v_found     boolean;
+    v_enabled   boolean := p_enabled;
+    v_override  boolean;
+    v_other     uuid;
+    v_other_lease timestamptz;
+    v_status    text := 'running';
+    v_message   text;
+    v_running   boolean;
+BEGIN
+    -- The job lock orders the overlap check and the insert between workers; only 'skip' needs it. A
+    -- duplicate slot meets the unique index, and a queued manual run its row lock, either way.
+    IF p_overlap = 'skip' THEN
+        PERFORM pg_advisory_xact_lock(hashtextextended('sp-scheduler:job:' || p_job, 0));
+    END IF;
+
+    IF p_trigger = 'schedule' THEN
+        SELECT * INTO v_existing FROM sp_job_runs
+         WHERE job_name = p_job AND scheduled_for = p_slot AND trigger = 'schedule';
+    ELSE
+        SELECT * INTO v_existing FROM sp_job_runs WHERE id = p_id FOR UPDATE;
+    END IF;
+    v_found := FOUND;
+    IF v_found AND (p_trigger = 'schedule' OR v_existing.status <> 'queued') THEN
+        RETURN QUERY SELECT 'duplicate'::text,
+            format('already claimed as run %s (%s)', v_existing.id, v_existing.status), v_existing;
+        RETURN;
+    END IF;
+
+    IF p_use_override THEN
+        SELECT enabled INTO v_override FROM sp_job_state
+         WHERE job_name = p_job AND (expires_at IS NULL OR expires_at > clock_timestamp());
+        IF FOUND THEN
+            v_enabled := v_override;
+        END IF;
+    END IF;
+
+    IF NOT v_enabled THEN
+        v_status := 'skipped';
+        v_message := 'job is disabled';
+    ELSIF p_overlap = 'skip' THEN
+        SELECT id, lease_expires_at INTO v_other, v_other_lease FROM sp_job_runs
+         WHERE job_name = p_job AND status = 'running' AND id <> p_id
+           AND worker IS DISTINCT FROM p_worker
+         ORDER BY started_at LIMIT 1;
+        IF FOUND THEN
+            v_status := 'skipped';
+            IF v_other_lease > clock_timestamp() THEN
+                v_message := format('overlap: run %s still running', v_other);
+            ELSE
+                v_message := format('overlap: run %s still marked running (its lease expired at %s and no reaper'
+                                    ' has marked it lost yet)', v_other,
+                                    to_char(v_other_lease AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'));
+            END IF;
+        END IF;
+    END IF;
+    v_running := v_status = 'running';
+
+    IF v_found THEN
+        UPDATE sp_job_runs SET
+            status = v_status, message = v_message,
+            started_at = CASE WHEN v_running THEN clock_timestamp() END,
+            finished_at = CASE WHEN v_running THEN NULL ELSE clock_timestamp() END,
+            worker = p_worker,
+            lease_expires_at = CASE WHEN v_running THEN clock_timestamp() + make_interval(secs => p_lease) END
+         WHERE id = p_id
+        RETURNING * INTO v_existing;
+    ELSE
+        INSERT INTO sp_job_runs (id, job_name, trigger, scheduled_for, status, message, started_at, finished_at,
+                                 worker, lease_expires_at, params)
+        VALUES (p_id, p_job, p_trigger, p_slot, v_status, v_message,
+                CASE WHEN v_running THEN clock_timestamp() END,
+                CASE WHEN v_running THEN NULL ELSE clock_timestamp() END,
+                p_worker,
+                CASE WHEN v_running THEN clock_timestamp() + make_interval(secs => p_lease) END,
+                p_params)
+        ON CONFLICT DO NOTHING
+        RETURNING * INTO v_existing;
+        IF NOT FOUND THEN  -- another delivery, or beat's record_slot, holds the slot or the id already
+            IF p_trigger = 'schedule' THEN
+                SELECT * INTO v_existing FROM sp_job_runs
+                 WHERE job_name = p_job AND scheduled_for = p_slot AND trigger = 'schedule';
+            ELSE
+                SELECT * INTO v_existing FROM sp_job_runs WHERE id = p_id;
+            END IF;
+            RETURN QUERY SELECT 'duplicate'::text,
+                format('already claimed as run %s (%s)', v_existing.id, v_existing.status), v_existing;
+            RETURN;
+        END IF;
+    END IF;
+
+    RETURN QUERY SELECT CASE WHEN v_running THEN 'run' ELSE 'skipped' END, v_message, v_existing;
+END;
+$$;
+
+-- sp_finish_runs, then sp_claim_run, in one statement: the finished rows first, the claim's row last.
+-- A busy worker process ends a run and claims its next a moment later; recording the outcome with the
+-- claim saves a round trip, a commit and a statement per run.
+CREATE OR REPLACE FUNCTION sp_claim_run_after(
+    p_outcomes     jsonb,
+    p_logs         jsonb,
+    p_id           uuid,
+    p_job          text,
+    p_trigger      text,
+    p_slot         timestamptz,
+    p_params       jsonb,
+    p_worker       text,
+    p_lease        double precision,
+    p_overlap      text,
+    p_enabled      boolean,
+    p_use_override boolean
+) RETURNS TABLE (outcome text, reason text, run sp_job_runs)
+LANGUAGE plpgsql AS $$
+BEGIN
+    RETURN QUERY SELECT * FROM sp_finish_runs(p_outcomes, p_logs);
+    RETURN QUERY SELECT * FROM sp_claim_run(p_id, p_job, p_trigger, p_slot, p_params, p_worker, p_lease,
+                                            p_overlap, p_enabled, p_use_override);
+END;
+$$;
