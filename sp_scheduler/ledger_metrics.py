@@ -15,12 +15,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
 
+from sp_scheduler import run_status
 from sp_scheduler.cron import CronExpression
 from sp_scheduler.status import expected_slot
 
-FAILED_STATUSES: tuple[Literal["failed", "timeout", "lost"], ...] = ("failed", "timeout", "lost")
+FAILED_STATUSES = run_status.FAILED_STATUSES  # the statuses beat reads the last failure by
+
 LastRuns = tuple[Mapping[str, datetime], Mapping[str, datetime]]  # (last success, last failure) by job
 
 

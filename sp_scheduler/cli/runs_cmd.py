@@ -24,14 +24,12 @@ from sp_scheduler.errors import (
 )
 from sp_scheduler.params import check_params
 from sp_scheduler.redact import redact_text, redis_where
+from sp_scheduler.run_status import FINISHED_STATUSES, RUN_STATUSES, RunStatus
 
 if TYPE_CHECKING:
     import psycopg
 
-    from sp_scheduler.store import RunRecord, RunStatus
-
-RUN_STATUSES = ("queued", "running", "succeeded", "failed", "timeout", "lost", "skipped", "missed")
-FINISHED = frozenset(RUN_STATUSES) - {"queued", "running"}
+    from sp_scheduler.store import RunRecord
 
 
 def parse_params(pairs: Sequence[str]) -> dict[str, str]:
@@ -108,10 +106,10 @@ def _wait(conn: psycopg.Connection[Any], run_ids: list[str], timeout: float) -> 
     while True:
         records = [get_run(conn, run_id) for run_id in run_ids]
         conn.commit()
-        if all(record.status in FINISHED for record in records):
+        if all(record.status in FINISHED_STATUSES for record in records):
             return records
         if time.monotonic() >= deadline:
-            pending = [r.job_name for r in records if r.status not in FINISHED]
+            pending = [r.job_name for r in records if r.status not in FINISHED_STATUSES]
             raise WaitTimedOut(f"gave up waiting after {timeout:g} s for {', '.join(pending)} (the runs go on)")
         time.sleep(interval)  # poll interval of a deadline-bounded wait, not a synchronisation guess
         interval = min(interval * 1.5, 0.5)
@@ -228,7 +226,7 @@ def history_cmd(state: CliState, job: str | None, limit: int, status: str | None
     from sp_scheduler.store import history
 
     with state.database() as conn:
-        records = history(conn, job=job, status=cast("RunStatus | None", status), limit=limit)
+        records = history(conn, job=job, status=cast(RunStatus | None, status), limit=limit)
         if (
             job is not None
             and not records

@@ -12,6 +12,7 @@ from sp_scheduler.cli.state import CliState, echo_json, echo_table, iso, pass_st
 from sp_scheduler.config import DEFAULT_QUEUE
 from sp_scheduler.errors import BrokerUnavailable
 from sp_scheduler.redact import redact_text, redis_where
+from sp_scheduler.run_status import FAILED_STATUSES
 from sp_scheduler.status import CheckCode, JobHealth, beat_state, check_code, job_health, recent_workers
 
 
@@ -55,7 +56,7 @@ def status_cmd(state: CliState, as_json: bool, check: bool) -> None:
         overrides = {name: o.enabled for name, o in get_overrides(conn).items()}
         names = catalog.names()
         successes = last_with_status(conn, ["succeeded"], names)
-        failures = last_with_status(conn, ["failed", "timeout", "lost"], names)
+        failures = last_with_status(conn, FAILED_STATUSES, names)
     now = datetime.now(UTC)
     beat = beat_state(leader, instances, now)
     seen = recent_workers(workers, now)

@@ -5,6 +5,7 @@ Every function takes a sync psycopg connection first and runs in its own transac
 """
 
 from sp_scheduler.redact import postgres_where as describe_url
+from sp_scheduler.run_status import FAILED_STATUSES, FINISHED_STATUSES, RUN_STATUSES, FinishStatus, RunStatus
 from sp_scheduler.store.connection import connect, conninfo_with_defaults, open_pool
 from sp_scheduler.store.logs import LogRecordRow, query_logs, write_logs
 from sp_scheduler.store.migrate import (
@@ -16,15 +17,11 @@ from sp_scheduler.store.migrate import (
     schema_version,
 )
 from sp_scheduler.store.records import (
-    FINISHED_STATUSES,
-    RUN_STATUSES,
     Claim,
     ClaimOutcome,
-    FinishStatus,
     Overlap,
     RunOutcome,
     RunRecord,
-    RunStatus,
     slot_run_id,
 )
 from sp_scheduler.store.runs import (
@@ -57,6 +54,7 @@ from sp_scheduler.store.state import (
 
 __all__ = [
     "CODE_SCHEMA_VERSION",
+    "FAILED_STATUSES",
     "FINISHED_STATUSES",
     "RUN_STATUSES",
     "Claim",

@@ -7,18 +7,15 @@ from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
 import psycopg
 from psycopg import sql
 
 from sp_scheduler.errors import UnknownRun
 from sp_scheduler.jobs import Trigger
+from sp_scheduler.run_status import FINISHED_STATUSES, FinishStatus, RunStatus
 
-RunStatus = Literal["queued", "running", "succeeded", "failed", "timeout", "lost", "skipped", "missed"]
-RUN_STATUSES: tuple[RunStatus, ...] = get_args(RunStatus)
-FinishStatus = Literal["succeeded", "failed", "timeout"]
-FINISHED_STATUSES: frozenset[RunStatus] = frozenset({"succeeded", "failed", "timeout", "lost", "skipped", "missed"})
 Overlap = Literal["skip", "allow"]
 ClaimOutcome = Literal["run", "duplicate", "skipped"]
 

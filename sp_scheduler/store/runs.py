@@ -19,17 +19,15 @@ from psycopg.types.json import Jsonb
 
 from sp_scheduler.errors import UnknownRun
 from sp_scheduler.jobs import Trigger
+from sp_scheduler.run_status import RUN_STATUSES, FinishStatus, RunStatus
 from sp_scheduler.store.logs import LogRecordRow, log_batch
 from sp_scheduler.store.records import (
     COLUMNS,
-    RUN_STATUSES,
     Claim,
     ClaimOutcome,
-    FinishStatus,
     Overlap,
     RunOutcome,
     RunRecord,
-    RunStatus,
     atomic,
     fetch_one,
     fetch_returned,

@@ -15,15 +15,13 @@ import pytest
 
 from sp_scheduler.keeper import RunKeeper
 from sp_scheduler.runlog import RunLogBuffer
-from sp_scheduler.store import connect, finish_run, reap_lost
+from sp_scheduler.store import FINISHED_STATUSES, connect, finish_run, reap_lost
 from tests.integration.conftest import System
 from tests.support import wait_until
 from tests.support.ledger import SLOT, claim
 from tests.support.proxy import postgres_proxy, through
 
 pytestmark = pytest.mark.integration
-
-FINISHED = {"succeeded", "failed", "timeout", "lost", "skipped", "missed"}
 
 
 def lease_expired(conn: psycopg.Connection[Any], run_id: str, *, by: float = 0.0) -> bool:
@@ -142,7 +140,7 @@ def test_a_postgres_outage_longer_than_the_lease_never_runs_an_overlap_skip_job_
 
     def rows() -> dict[str, dict[str, Any]] | None:
         found = {r["id"]: r for r in system.history("long")}
-        done = all(found.get(run_id, {}).get("status") in FINISHED for run_id in (first_id, second_id))
+        done = all(found.get(run_id, {}).get("status") in FINISHED_STATUSES for run_id in (first_id, second_id))
         return found if done else None
 
     finished = wait_until(rows, timeout=60, message="the runs did not finish")

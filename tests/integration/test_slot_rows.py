@@ -13,14 +13,12 @@ from celery import Celery
 from sp_scheduler.embedded import embedded_redis
 from sp_scheduler.runner import RunRequest
 from sp_scheduler.settings import Settings
-from sp_scheduler.store import connect, enqueue_run, slot_run_id
+from sp_scheduler.store import FINISHED_STATUSES, connect, enqueue_run, slot_run_id
 from sp_scheduler.worker import TASK_NAME, create_app, send_run
 from tests.integration.conftest import System
 from tests.support import free_port, wait_until
 
 pytestmark = pytest.mark.integration
-
-FINISHED = {"succeeded", "failed", "timeout", "lost", "skipped", "missed"}
 
 
 def job(name: str, job_name: str, **options: object) -> dict[str, object]:
@@ -42,7 +40,7 @@ def app_for(system: System) -> Celery:
 def rows_by_id(system: System, job_name: str, count: int) -> dict[str, dict[str, Any]]:
     def settled() -> dict[str, dict[str, Any]] | None:
         rows = {r["id"]: r for r in system.history(job_name)}
-        return rows if len(rows) >= count and all(r["status"] in FINISHED for r in rows.values()) else None
+        return rows if len(rows) >= count and all(r["status"] in FINISHED_STATUSES for r in rows.values()) else None
 
     found: dict[str, dict[str, Any]] = wait_until(settled, timeout=60, message=f"{count} settled rows of {job_name}")
     return found

@@ -23,6 +23,7 @@ from sp_scheduler.runner import WorkerRuntime
 from sp_scheduler.settings import Settings
 from sp_scheduler.store import (
     CODE_SCHEMA_VERSION,
+    FAILED_STATUSES,
     Claim,
     LogRecordRow,
     Overlap,
@@ -697,7 +698,7 @@ def test_last_runs_and_last_with_status(conn: psycopg.Connection[Any]) -> None:
 
     succeeded = last_with_status(conn, ["succeeded"])
     assert {job: r.id for job, r in succeeded.items()} == {"cleanup": ids["c_ok"], "report": ids["r_ok"]}
-    failures = last_with_status(conn, ["failed", "timeout", "lost"])
+    failures = last_with_status(conn, FAILED_STATUSES)
     assert {job: r.id for job, r in failures.items()} == {"cleanup": ids["c_fail"]}
     assert last_with_status(conn, ["succeeded"], ["report"]).keys() == {"report"}
 

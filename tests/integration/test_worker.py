@@ -14,14 +14,13 @@ from celery import Celery
 from sp_scheduler.errors import ExitCode
 from sp_scheduler.runner import RunRequest
 from sp_scheduler.settings import Settings
-from sp_scheduler.store import connect, query_logs, slot_run_id
+from sp_scheduler.store import FINISHED_STATUSES, connect, query_logs, slot_run_id
 from sp_scheduler.worker import create_app, send_run
 from tests.integration.conftest import System
 from tests.support import free_port, wait_until
 
 pytestmark = pytest.mark.integration
 
-FINISHED = {"succeeded", "failed", "timeout", "lost", "skipped", "missed"}
 # Tests that send slots of a fixed past date give their job a grace that still lets those slots run.
 OLD_SLOTS_GRACE = 10**9
 
@@ -108,7 +107,7 @@ def test_two_workers_pull_200_runs_without_duplicates_or_losses(system: System) 
 
     def all_done() -> list[dict[str, object]] | None:
         rows = system.history("noop", limit=10_000)
-        return rows if len(rows) >= 200 and all(r["status"] in FINISHED for r in rows) else None
+        return rows if len(rows) >= 200 and all(r["status"] in FINISHED_STATUSES for r in rows) else None
 
     rows = wait_until(all_done, timeout=120, message="200 runs did not finish")
     assert len(rows) == 200
@@ -193,7 +192,7 @@ def test_a_message_with_bad_params_becomes_a_failed_run_and_the_worker_carries_o
     run_id = str(uuid.uuid4())
     send_run(app_for(system), RunRequest("cleanup_empty_contexts", "manual", None, run_id, {"dryrun": "true"}))
     (row,) = wait_until(
-        lambda: [r for r in system.history("cleanup_empty_contexts") if r["status"] in FINISHED],
+        lambda: [r for r in system.history("cleanup_empty_contexts") if r["status"] in FINISHED_STATUSES],
         timeout=30,
         message="the run with bad params was not recorded",
     )

@@ -11,6 +11,7 @@ import psycopg
 
 from sp_scheduler.jobs import Trigger
 from sp_scheduler.store import (
+    FAILED_STATUSES,
     Claim,
     LogRecordRow,
     Overlap,
@@ -99,7 +100,7 @@ LEDGER_READS: dict[str, Callable[[psycopg.Connection[Any]], Sized]] = {
     "history --job (never failed) --status failed": lambda conn: history(conn, job="job-39", status="failed"),
     "jobs list: last run of every job": last_runs,
     "jobs show: last runs of named jobs": lambda conn: last_runs(conn, ["job-5", "job-39", "unknown"]),
-    "jobs status: last failures": lambda conn: last_with_status(conn, ["failed", "timeout", "lost"]),
+    "jobs status: last failures": lambda conn: last_with_status(conn, FAILED_STATUSES),
     "jobs status: last successes": lambda conn: last_with_status(conn, ["succeeded"]),
 }
 

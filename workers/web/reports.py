@@ -18,6 +18,7 @@ from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 
 from sp_scheduler import Job, JobContext, JobResult, Param
+from sp_scheduler.run_status import FAILED_STATUSES
 from workers.web.discord import (
     GREEN,
     ORANGE,
@@ -154,7 +155,7 @@ class DailyActivitySummary(DiscordReport):
             new_titles = await (await cur.execute(_NEW_CONTENT, params)).fetchall()
             other = await (await cur.execute(_OTHER, params)).fetchone()
         assert users is not None and sessions is not None and content is not None and other is not None
-        failed = sum(runs.get(status, 0) for status in ("failed", "timeout", "lost"))
+        failed = sum(runs.get(status, 0) for status in FAILED_STATUSES)
         run_line = ", ".join(f"{count} {status}" for status, count in sorted(runs.items())) or "no runs"
         failing_lines = "\n".join(f"{row['job_name']}: {row['runs']}" for row in failing)
         published = "\n".join(f"{row['title']} ({_url_path(row)})" for row in new_titles)
