@@ -6,6 +6,8 @@ Every function takes a sync psycopg connection first and runs in its own transac
 
 from sp_scheduler.redact import postgres_where as describe_url
 from sp_scheduler.run_status import FAILED_STATUSES, FINISHED_STATUSES, RUN_STATUSES, FinishStatus, RunStatus
+from sp_scheduler.store.claims import claim_run, enqueue_run, finish_run, finish_runs, heartbeat, renew_leases
+from sp_scheduler.store.closing import end_process_runs, interrupt_runs, reap_lost, record_slot, record_slots
 from sp_scheduler.store.connection import connect, conninfo_with_defaults, open_pool
 from sp_scheduler.store.logs import LogRecordRow, query_logs, write_logs
 from sp_scheduler.store.migrate import (
@@ -16,6 +18,7 @@ from sp_scheduler.store.migrate import (
     require_current_schema,
     schema_version,
 )
+from sp_scheduler.store.reads import get_run, history, last_runs, last_with_status
 from sp_scheduler.store.records import (
     Claim,
     ClaimOutcome,
@@ -23,23 +26,6 @@ from sp_scheduler.store.records import (
     RunOutcome,
     RunRecord,
     slot_run_id,
-)
-from sp_scheduler.store.runs import (
-    claim_run,
-    end_process_runs,
-    enqueue_run,
-    finish_run,
-    finish_runs,
-    get_run,
-    heartbeat,
-    history,
-    interrupt_runs,
-    last_runs,
-    last_with_status,
-    reap_lost,
-    record_slot,
-    record_slots,
-    renew_leases,
 )
 from sp_scheduler.store.state import (
     Override,

@@ -443,7 +443,7 @@ def test_writing_the_same_outcome_again_is_no_warning(
     conn: psycopg.Connection[Any], caplog: pytest.LogCaptureFixture
 ) -> None:
     # A write retried after its connection broke between commit and reply finds its own outcome there.
-    caplog.set_level(logging.INFO, logger="sp_scheduler.store.runs")
+    caplog.set_level(logging.INFO, logger="sp_scheduler.store.claims")
     started = claim(conn).record
     assert started is not None
     first = finish(conn, started.id)

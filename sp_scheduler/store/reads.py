@@ -1,0 +1,112 @@
+"""Reading the ledger: one run, recent runs, and the newest run of each job (per status), each by an
+index whose cost does not grow with the ledger."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import dict_row
+
+from sp_scheduler.errors import UnknownRun
+from sp_scheduler.run_status import RUN_STATUSES, RunStatus
+from sp_scheduler.store.records import COLUMNS, RunRecord, fetch_one, run_uuid, where_clause
+
+_SELECT_BY_ID = sql.SQL("SELECT {cols} FROM sp_job_runs WHERE id = %s").format(cols=COLUMNS)
+
+
+def get_run(conn: psycopg.Connection[Any], run_id: str) -> RunRecord:
+    """One run by id; `UnknownRun` when the ledger does not hold it."""
+    key = run_uuid(run_id)
+    with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+        record = fetch_one(cur, _SELECT_BY_ID, (key,))
+    if record is None:
+        raise UnknownRun(f"unknown run {run_id}")
+    return record
+
+
+def history(
+    conn: psycopg.Connection[Any],
+    *,
+    job: str | None = None,
+    status: RunStatus | None = None,
+    limit: int = 50,
+) -> list[RunRecord]:
+    """Runs newest first, optionally of one job and/or one status; each filter has its own index."""
+    if limit < 1:
+        raise ValueError("limit must be at least 1")
+    conditions: list[sql.Composable] = []
+    params: list[Any] = []
+    if job is not None:
+        conditions.append(sql.SQL("job_name = %s"))
+        params.append(job)
+    if status is not None:
+        if status not in RUN_STATUSES:
+            raise ValueError(f"unknown run status {status!r}")
+        conditions.append(sql.SQL("status = %s"))
+        params.append(status)
+    query = sql.SQL("SELECT {cols} FROM sp_job_runs{where} ORDER BY created_at DESC, id DESC LIMIT %s").format(
+        cols=COLUMNS, where=where_clause(conditions)
+    )
+    with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(query, [*params, limit]).fetchall()
+    return [RunRecord.from_row(row) for row in rows]
+
+
+def last_runs(conn: psycopg.Connection[Any], job_names: Sequence[str] | None = None) -> dict[str, RunRecord]:
+    """The newest row of each job (of every job in the ledger when `job_names` is None)."""
+    return _latest_per_job(conn, job_names, statuses=None)
+
+
+def last_with_status(
+    conn: psycopg.Connection[Any], statuses: Sequence[RunStatus], job_names: Sequence[str] | None = None
+) -> dict[str, RunRecord]:
+    """The newest row of each job among `statuses`: "last success", "last failure" in `jobs status`."""
+    return _latest_per_job(conn, job_names, statuses=list(statuses))
+
+
+# Distinct job names by skipping through the (job_name, created_at) index, one probe per job, rather
+# than scanning millions of rows.
+_ALL_JOB_NAMES = sql.SQL(
+    "WITH RECURSIVE names(job_name) AS ("
+    " (SELECT job_name FROM sp_job_runs ORDER BY job_name LIMIT 1)"
+    " UNION ALL"
+    " SELECT (SELECT r.job_name FROM sp_job_runs r WHERE r.job_name > n.job_name ORDER BY r.job_name LIMIT 1)"
+    " FROM names n WHERE n.job_name IS NOT NULL)"
+)
+_GIVEN_JOB_NAMES = sql.SQL("WITH names(job_name) AS (SELECT DISTINCT unnest(%(names)s::text[]))")
+
+
+# The newest row of a job (and status) by seeking in the composite index: start at the first entry
+# >= (job[, status]) in index order, which is that group's newest row if the group exists. Only that
+# index yields this ordering, so the planner cannot wander off to the created_at index and scan the
+# whole table for a job that never failed (it does with `WHERE job_name = .. ORDER BY created_at LIMIT 1`).
+_NEWEST_OF_JOB = sql.SQL(
+    "CROSS JOIN LATERAL (SELECT {cols} FROM sp_job_runs WHERE job_name >= n.job_name"
+    " ORDER BY job_name, created_at DESC LIMIT 1) r"
+    " WHERE r.job_name = n.job_name"
+)
+_NEWEST_OF_JOB_AND_STATUS = sql.SQL(
+    "CROSS JOIN unnest(%(statuses)s::text[]) AS s(status)"
+    " CROSS JOIN LATERAL (SELECT {cols} FROM sp_job_runs WHERE (job_name, status) >= (n.job_name, s.status)"
+    " ORDER BY job_name, status, created_at DESC LIMIT 1) r"
+    " WHERE r.job_name = n.job_name AND r.status = s.status"
+)
+
+
+def _latest_per_job(
+    conn: psycopg.Connection[Any], job_names: Sequence[str] | None, *, statuses: list[RunStatus] | None
+) -> dict[str, RunRecord]:
+    """One index probe per job (per job and status when filtering) instead of sorting the whole table."""
+    if (job_names is not None and not job_names) or (statuses is not None and not statuses):
+        return {}
+    newest = _NEWEST_OF_JOB if statuses is None else _NEWEST_OF_JOB_AND_STATUS
+    query = sql.SQL(
+        "{names} SELECT DISTINCT ON (r.job_name) r.* FROM names n {newest} ORDER BY r.job_name, r.created_at DESC"
+    ).format(names=_ALL_JOB_NAMES if job_names is None else _GIVEN_JOB_NAMES, newest=newest.format(cols=COLUMNS))
+    params = {"names": list(job_names or []), "statuses": list(statuses or [])}
+    with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(query, params).fetchall()
+    return {row["job_name"]: RunRecord.from_row(row) for row in rows}
