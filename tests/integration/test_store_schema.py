@@ -34,6 +34,7 @@ from sp_scheduler.store import (
     schema_version,
 )
 from sp_scheduler.store.functions import Function, apply_functions, load_functions, stale_functions
+from sp_scheduler.store.migrate import load_migrations
 from tests.support.ledger import claim
 
 pytestmark = pytest.mark.integration
@@ -57,6 +58,22 @@ def functions_in_database(conn: psycopg.Connection[Any], name: str) -> list[tupl
     ).fetchall()
     conn.commit()
     return [(int(oid), args, result) for oid, args, result in rows]
+
+
+def build_schema_6(conn: psycopg.Connection[Any]) -> None:
+    """A database as `migrate()` left it at version 6: the table migrations 0001-0006 as shipped (never
+    edited since), recorded as applied, then fixtures/schema_6.sql: that version's functions and data."""
+    with conn.transaction():
+        conn.execute(
+            "CREATE TABLE sp_schema_migrations (version integer PRIMARY KEY, name text NOT NULL,"
+            " applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        for migration in load_migrations()[:6]:
+            conn.execute(migration.sql.encode("utf-8"))
+            conn.execute(
+                "INSERT INTO sp_schema_migrations (version, name) VALUES (%s, %s)", (migration.version, migration.name)
+            )
+        conn.execute(SCHEMA_6.read_bytes())
 
 
 def recorded(conn: psycopg.Connection[Any]) -> dict[str, tuple[str, datetime]]:
@@ -181,17 +198,17 @@ def test_a_newer_schema_keeps_its_functions(empty: psycopg.Connection[Any]) -> N
 
 
 def test_a_schema_6_database_upgrades_and_keeps_its_data(empty: psycopg.Connection[Any]) -> None:
-    with empty.transaction():
-        empty.execute(SCHEMA_6.read_bytes())  # migrations 0001-0006 as they shipped, old functions and all
+    build_schema_6(empty)
     assert schema_version(empty) == 6
+    old = {name: functions_in_database(empty, name) for name in FUNCTION_NAMES}
+    assert all(len(found) == 1 for found in old.values())
     with pytest.raises(SchemaOutOfDate):
         require_current_schema(empty)
 
     assert apply_schema(empty) == Upgrade(list(range(7, CODE_SCHEMA_VERSION + 1)), FUNCTION_NAMES)
     require_current_schema(empty)
     assert stale_functions(empty) == []
-    for name in FUNCTION_NAMES:
-        assert len(functions_in_database(empty, name)) == 1
+    assert {name: functions_in_database(empty, name) for name in FUNCTION_NAMES} == old  # replaced in place
 
     runs = {r.id[-1]: r for r in history(empty)}
     assert {k: r.status for k, r in runs.items()} == {"1": "succeeded", "2": "running", "3": "queued", "4": "skipped"}

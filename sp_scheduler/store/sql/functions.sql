@@ -177,18 +177,9 @@ $$;
 -- A busy worker process ends a run and claims its next a moment later; recording the outcome with the
 -- claim saves a round trip, a commit and a statement per run.
 CREATE OR REPLACE FUNCTION sp_claim_run_after(
-    p_outcomes     jsonb,
-    p_logs         jsonb,
-    p_id           uuid,
-    p_job          text,
-    p_trigger      text,
-    p_slot         timestamptz,
-    p_params       jsonb,
-    p_worker       text,
-    p_lease        double precision,
-    p_overlap      text,
-    p_enabled      boolean,
-    p_use_override boolean
+    p_outcomes jsonb, p_logs jsonb,  -- sp_finish_runs's arguments, then sp_claim_run's:
+    p_id uuid, p_job text, p_trigger text, p_slot timestamptz, p_params jsonb, p_worker text,
+    p_lease double precision, p_overlap text, p_enabled boolean, p_use_override boolean
 ) RETURNS TABLE (outcome text, reason text, run sp_job_runs)
 LANGUAGE plpgsql AS $$
 BEGIN
