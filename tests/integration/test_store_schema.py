@@ -1,6 +1,6 @@
 """Where the ledger's SQL lives, against a real server: table migrations, then the functions of
 `store/sql/functions.sql`, applied once, re-created only when their text changed; an older database
-(schema 6, with data) upgrades; the status CHECK matches `RUN_STATUSES`."""
+(schema 6, 7 or 8, with data) upgrades; the status CHECK matches `RUN_STATUSES`."""
 
 from __future__ import annotations
 
@@ -15,7 +15,9 @@ from typing import Any
 
 import psycopg
 import pytest
+from click.testing import CliRunner
 
+from sp_scheduler.cli import cli
 from sp_scheduler.errors import SchemaOutOfDate
 from sp_scheduler.store import (
     CODE_SCHEMA_VERSION,
@@ -39,7 +41,7 @@ from tests.support.ledger import claim
 
 pytestmark = pytest.mark.integration
 
-SCHEMA_6 = Path(__file__).parent / "fixtures" / "schema_6.sql"
+OLDER_SCHEMA = Path(__file__).parent / "fixtures" / "older_schema.sql"
 FUNCTION_NAMES = [f.name for f in load_functions()]
 
 
@@ -60,20 +62,21 @@ def functions_in_database(conn: psycopg.Connection[Any], name: str) -> list[tupl
     return [(int(oid), args, result) for oid, args, result in rows]
 
 
-def build_schema_6(conn: psycopg.Connection[Any]) -> None:
-    """A database as `migrate()` left it at version 6: the table migrations 0001-0006 as shipped (never
-    edited since), recorded as applied, then fixtures/schema_6.sql: that version's functions and data."""
+def build_older_schema(conn: psycopg.Connection[Any], version: int) -> None:
+    """A database as `migrate()` left it at `version` (6 to 8), before functions had a file of their own:
+    the table migrations up to it as shipped (never edited since), recorded as applied, then
+    fixtures/older_schema.sql: the functions those versions had (by their signatures) and data."""
     with conn.transaction():
         conn.execute(
             "CREATE TABLE sp_schema_migrations (version integer PRIMARY KEY, name text NOT NULL,"
             " applied_at timestamptz NOT NULL DEFAULT now())"
         )
-        for migration in load_migrations()[:6]:
+        for migration in load_migrations()[:version]:
             conn.execute(migration.sql.encode("utf-8"))
             conn.execute(
                 "INSERT INTO sp_schema_migrations (version, name) VALUES (%s, %s)", (migration.version, migration.name)
             )
-        conn.execute(SCHEMA_6.read_bytes())
+        conn.execute(OLDER_SCHEMA.read_bytes())
 
 
 def recorded(conn: psycopg.Connection[Any]) -> dict[str, tuple[str, datetime]]:
@@ -197,15 +200,17 @@ def test_a_newer_schema_keeps_its_functions(empty: psycopg.Connection[Any]) -> N
     require_current_schema(empty)
 
 
-def test_a_schema_6_database_upgrades_and_keeps_its_data(empty: psycopg.Connection[Any]) -> None:
-    build_schema_6(empty)
-    assert schema_version(empty) == 6
+@pytest.mark.parametrize("version", [6, 7, 8])
+def test_an_older_database_upgrades_and_keeps_its_data(empty: psycopg.Connection[Any], version: int) -> None:
+    build_older_schema(empty, version)
+    assert schema_version(empty) == version
     old = {name: functions_in_database(empty, name) for name in FUNCTION_NAMES}
     assert all(len(found) == 1 for found in old.values())
-    with pytest.raises(SchemaOutOfDate):
-        require_current_schema(empty)
+    if version < CODE_SCHEMA_VERSION:
+        with pytest.raises(SchemaOutOfDate):
+            require_current_schema(empty)
 
-    assert apply_schema(empty) == Upgrade(list(range(7, CODE_SCHEMA_VERSION + 1)), FUNCTION_NAMES)
+    assert apply_schema(empty) == Upgrade(list(range(version + 1, CODE_SCHEMA_VERSION + 1)), FUNCTION_NAMES)
     require_current_schema(empty)
     assert stale_functions(empty) == []
     assert {name: functions_in_database(empty, name) for name in FUNCTION_NAMES} == old  # replaced in place
@@ -246,3 +251,16 @@ def test_the_status_check_constraint_allows_exactly_run_statuses(empty: psycopg.
     empty.commit()
     assert row is not None
     assert tuple(re.findall(r"'(\w+)'::text", row[0])) == RUN_STATUSES
+
+
+def test_db_migrate_says_what_it_applied(empty_database_url: str) -> None:
+    env = {"SP_DATABASE_URL": empty_database_url}
+    first = CliRunner().invoke(cli, ["db", "migrate"], env=env, catch_exceptions=False)
+    assert first.exit_code == 0, first.output
+    versions = ", ".join(str(v) for v in range(1, CODE_SCHEMA_VERSION + 1))
+    functions = ", ".join(FUNCTION_NAMES)
+    assert first.stdout.endswith(
+        f"schema version {CODE_SCHEMA_VERSION} (applied {versions}); functions applied: {functions}\n"
+    )
+    again = CliRunner().invoke(cli, ["db", "migrate"], env=env, catch_exceptions=False)
+    assert again.stdout.endswith(f"is up to date (schema version {CODE_SCHEMA_VERSION})\n")
