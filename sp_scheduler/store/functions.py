@@ -102,8 +102,9 @@ def apply_functions(conn: psycopg.Connection[Any], functions: Sequence[Function]
     """(Re-)create the stale functions in one transaction; returns their names (empty when all are current).
 
     The caller holds the migration lock. `CREATE OR REPLACE` keeps a function's oid when only its body
-    changed; a changed result type is refused by Postgres, so the old function is dropped first, and a
-    changed argument list creates an overload, so the old one is dropped after.
+    changed; Postgres refuses to replace one whose result type or argument names changed, so the old
+    function is dropped first, and a changed list of argument types makes an overload, so the old one
+    is dropped after.
     """
     wanted = load_functions() if functions is None else functions
     with conn.transaction():
