@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import click
 
-from sp_scheduler.catalog import JobDefinition
+from sp_scheduler.catalog import Catalog, JobDefinition, effective_enabled
 from sp_scheduler.cli.state import CliState, echo_json, echo_table, pass_state
 from sp_scheduler.errors import (
     BrokerUnavailable,
@@ -45,14 +45,15 @@ def parse_params(pairs: Sequence[str]) -> dict[str, str]:
     return params
 
 
-def check_enabled(conn: psycopg.Connection[Any], definition: JobDefinition, force: bool) -> None:
+def check_enabled(conn: psycopg.Connection[Any], catalog: Catalog, definition: JobDefinition, force: bool) -> None:
     """Refuse a disabled job unless `force` (then say so): the rule every manual run follows."""
     from sp_scheduler.store import get_override
 
     override = get_override(conn, definition.name)
     # Only an explicit disable needs --force: a registered job absent from the YAML runs by hand as is.
-    explicit = override.enabled if override else (definition.entry.enabled if definition.entry else None)
-    if explicit is None or explicit:
+    # The scheduler-wide switch stops slots, not manual runs.
+    enabled = effective_enabled(catalog, definition, override)
+    if enabled.source == "not configured" or enabled.job:
         return
     if force:
         click.echo(f"note: {definition.name} is disabled; running it anyway (--force)", err=True)
@@ -154,7 +155,7 @@ def run_jobs(
     checked = {d.name: check_params(d.name, d.job.parameters, params, roots) for d in definitions}
     with state.database() as conn:
         for definition in definitions:
-            check_enabled(conn, definition, force)
+            check_enabled(conn, catalog, definition, force)
         if local:
             records = run_local(state, definitions, checked)
         else:
