@@ -170,7 +170,8 @@ class SlotScheduler(RedBeatScheduler):  # type: ignore[misc]
         # On the first tick, not in __init__: Celery also builds a throwaway scheduler for its banner.
         port = self.runtime.settings.metrics_port
         if port and self.metrics is None:
-            from sp_scheduler.metrics import BeatMetrics, LedgerTimestamps
+            # prometheus_client only with metrics on.
+            from sp_scheduler.metrics import BeatMetrics, LedgerTimestamps  # noqa: PLC0415
 
             self.metrics = BeatMetrics()
             self.metrics.registry.register(LedgerTimestamps(self._last_runs, lambda: self.live, lambda: self.leader))
@@ -178,7 +179,8 @@ class SlotScheduler(RedBeatScheduler):  # type: ignore[misc]
 
     def _last_runs(self, names: Sequence[str]) -> LastRuns:
         """Newest success and failure per job, from the ledger (the metrics server thread calls this)."""
-        from sp_scheduler.store import last_with_status
+        # Only the metrics thread reads the ledger here.
+        from sp_scheduler.store import last_with_status  # noqa: PLC0415
 
         def read(conn: Any) -> LastRuns:
             successes = last_with_status(conn, ["succeeded"], names)

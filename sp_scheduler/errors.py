@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 from enum import IntEnum
 
@@ -91,8 +92,6 @@ class UnknownJob(SchedulerError):
         self.name = name
         hint = ""
         if known:
-            import difflib
-
             close = difflib.get_close_matches(name, known, n=1)
             if close:
                 hint = f" (did you mean {close[0]!r}?)"

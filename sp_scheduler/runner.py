@@ -154,7 +154,8 @@ class WorkerRuntime:
             return None
         self._check_fork()
         if self._metrics is None:
-            from sp_scheduler.metrics import RunMetrics
+            # prometheus_client only with metrics on, after fork.
+            from sp_scheduler.metrics import RunMetrics  # noqa: PLC0415
 
             self._metrics = RunMetrics()
         return self._metrics

@@ -20,6 +20,7 @@ from sp_scheduler import keys
 from sp_scheduler.cli.state import CliState, echo_json, pass_state
 from sp_scheduler.errors import BrokerUnavailable, SchedulerError
 from sp_scheduler.redact import redact_text, redis_where
+from sp_scheduler.store import describe_url, schema_version
 
 REDIS_TIMEOUT_SECONDS = 2.0
 
@@ -102,8 +103,6 @@ def _check(
     state: CliState, role: str | None, max_age: float | None, host: str | None, report: dict[str, object]
 ) -> list[str]:
     """Run the checks, filling `report` as each passes; the one-line summary parts."""
-    from sp_scheduler.store import describe_url, schema_version
-
     settings = state.settings
     with state.database() as conn:
         version = schema_version(conn)

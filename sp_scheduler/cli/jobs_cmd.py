@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from sp_scheduler.catalog import Catalog, EnabledState, JobDefinition, effective_enabled
+from sp_scheduler.cli.lazy import LazyGroup
 from sp_scheduler.cli.state import CliState, echo_json, echo_table, iso, pass_state
 from sp_scheduler.params import Param
 
@@ -19,7 +20,20 @@ if TYPE_CHECKING:
 CHANGES_SHOWN = 5  # entries of the override trail `jobs show` prints
 
 
-@click.group("jobs")
+@click.group(
+    "jobs",
+    cls=LazyGroup,
+    lazy={
+        "run": "sp_scheduler.cli.runs_cmd:run_jobs",
+        "history": "sp_scheduler.cli.runs_cmd:history_cmd",
+        "enable": "sp_scheduler.cli.runs_cmd:enable_cmd",
+        "disable": "sp_scheduler.cli.runs_cmd:disable_cmd",
+        "cleanup-sessions": "sp_scheduler.cli.maintenance_cmd:cleanup_sessions_cmd",
+        "log-cleanup": "sp_scheduler.cli.maintenance_cmd:log_cleanup_cmd",
+        "status": "sp_scheduler.cli.status_cmd:status_cmd",
+        "reset": "sp_scheduler.cli.reset_cmd:reset_cmd",
+    },
+)
 def jobs_group() -> None:
     """List, inspect, run, enable and disable jobs."""
 
@@ -35,7 +49,8 @@ def _database_view(state: CliState, names: list[str]) -> tuple[dict[str, Overrid
     """Overrides and last runs, when a database is configured; empty otherwise."""
     if not state.has_database:
         return {}, {}
-    from sp_scheduler.store import get_overrides, last_runs
+    # `jobs list` works offline: psycopg only with a database.
+    from sp_scheduler.store import get_overrides, last_runs  # noqa: PLC0415
 
     with state.database() as conn:
         return get_overrides(conn), last_runs(conn, names)
@@ -144,7 +159,8 @@ def show_job(state: CliState, name: str, count: int, as_json: bool) -> None:
     override: Override | None = None
     changes: list[OverrideChange] = []
     if state.has_database:
-        from sp_scheduler.store import get_override, history, override_changes
+        # `jobs show` works offline: psycopg only with a database.
+        from sp_scheduler.store import get_override, history, override_changes  # noqa: PLC0415
 
         with state.database() as conn:
             override = get_override(conn, name)

@@ -10,8 +10,10 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from typing import TYPE_CHECKING, Any, cast
 
 import click
+import redis
 
 from sp_scheduler.catalog import Catalog, JobDefinition, effective_enabled
+from sp_scheduler.cli.expiry import expiry
 from sp_scheduler.cli.state import CliState, echo_json, echo_table, pass_state
 from sp_scheduler.errors import (
     BrokerUnavailable,
@@ -22,8 +24,10 @@ from sp_scheduler.errors import (
     UsageError,
     WaitTimedOut,
 )
+from sp_scheduler.keys import SYNC_REQUESTED
 from sp_scheduler.params import check_params
 from sp_scheduler.redact import redact_text, redis_where
+from sp_scheduler.store import describe_url, enqueue_run, finish_run, get_override, get_run, history, set_enabled
 
 if TYPE_CHECKING:
     import psycopg
@@ -47,8 +51,6 @@ def parse_params(pairs: Sequence[str]) -> dict[str, str]:
 
 def check_enabled(conn: psycopg.Connection[Any], catalog: Catalog, definition: JobDefinition, force: bool) -> None:
     """Refuse a disabled job unless `force` (then say so): the rule every manual run follows."""
-    from sp_scheduler.store import get_override
-
     override = get_override(conn, definition.name)
     # Only an explicit disable needs --force: a registered job absent from the YAML runs by hand as is.
     # The scheduler-wide switch stops slots, not manual runs.
@@ -65,11 +67,10 @@ def check_enabled(conn: psycopg.Connection[Any], catalog: Catalog, definition: J
 
 def _enqueue(state: CliState, conn: psycopg.Connection[Any], definition: JobDefinition, params: dict[str, Any]) -> str:
     """Record a queued manual run, then publish it; a publish failure marks the row failed, so nothing hides."""
-    from kombu.exceptions import OperationalError
+    from kombu.exceptions import OperationalError  # noqa: PLC0415 -- celery loads only for a run sent to workers
 
-    from sp_scheduler.runner import RunRequest
-    from sp_scheduler.store import enqueue_run, finish_run
-    from sp_scheduler.worker import create_app, send_run
+    from sp_scheduler.runner import RunRequest  # noqa: PLC0415 -- celery loads only for a run sent to workers
+    from sp_scheduler.worker import create_app, send_run  # noqa: PLC0415 -- celery loads only for a run sent to workers
 
     run_id = str(uuid.uuid4())
     merged = {**definition.params, **params}
@@ -102,8 +103,6 @@ def _enqueue(state: CliState, conn: psycopg.Connection[Any], definition: JobDefi
 
 def _wait(conn: psycopg.Connection[Any], run_ids: list[str], timeout: float) -> list[RunRecord]:
     """Poll the ledger until every run is finished, or give up at the deadline."""
-    from sp_scheduler.store import get_run
-
     deadline = time.monotonic() + timeout
     interval = 0.05
     while True:
@@ -179,8 +178,8 @@ def run_jobs(
 
 def run_local(state: CliState, definitions: list[JobDefinition], checked: dict[str, dict[str, Any]]) -> list[RunRecord]:
     """Run jobs in this process through the worker's code path, so each is recorded in the ledger."""
-    from sp_scheduler.runner import RunRequest, WorkerRuntime, execute_run
-    from sp_scheduler.store import enqueue_run
+    # Celery loads only for runs.
+    from sp_scheduler.runner import RunRequest, WorkerRuntime, execute_run  # noqa: PLC0415
 
     runtime = WorkerRuntime(state.settings)
     records = []
@@ -207,13 +206,11 @@ def run_local(state: CliState, definitions: list[JobDefinition], checked: dict[s
 
 def _wait_recorded(recorded: Future[RunRecord], state: CliState) -> RunRecord:
     """The run's stored row, once the run keeper has written its outcome."""
-    from sp_scheduler.runner import OUTCOME_FLUSH_SECONDS
+    from sp_scheduler.runner import OUTCOME_FLUSH_SECONDS  # noqa: PLC0415 -- celery loads only for runs
 
     try:
         return recorded.result(timeout=OUTCOME_FLUSH_SECONDS)
     except FutureTimeout:
-        from sp_scheduler.store import describe_url
-
         where = describe_url(state.settings.require_database_url())
         raise DatabaseUnavailable(f"cannot record the run's outcome: Postgres at {where} does not answer") from None
 
@@ -226,8 +223,6 @@ def _wait_recorded(recorded: Future[RunRecord], state: CliState) -> RunRecord:
 @pass_state
 def history_cmd(state: CliState, job: str | None, limit: int, status: str | None, as_json: bool) -> None:
     """Recent runs, newest first: trigger, slot, timings, status, stats, worker."""
-    from sp_scheduler.store import history
-
     with state.database() as conn:
         records = history(conn, job=job, status=cast("RunStatus | None", status), limit=limit)
         if (
@@ -262,9 +257,6 @@ def history_cmd(state: CliState, job: str | None, limit: int, status: str | None
 def _set_enabled(
     state: CliState, name: str, enabled: bool, reason: str | None, for_: str | None = None, until: str | None = None
 ) -> None:
-    from sp_scheduler.cli.expiry import expiry
-    from sp_scheduler.store import set_enabled
-
     expires_at = expiry(for_, until)
     definition = state.catalog().get(name)
     with state.database() as conn:
@@ -280,10 +272,6 @@ def _set_enabled(
 
 def _request_beat_sync(state: CliState) -> None:
     """Tell the leading beat to apply the override now (it also re-syncs every few seconds anyway)."""
-    import redis
-
-    from sp_scheduler.keys import SYNC_REQUESTED
-
     try:
         redis.Redis.from_url(state.settings.redis_url, socket_connect_timeout=2, socket_timeout=2).set(
             SYNC_REQUESTED, "1", ex=60

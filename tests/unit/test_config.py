@@ -8,7 +8,7 @@ import pytest
 
 from sp_scheduler.catalog import check_catalog, load_catalog
 from sp_scheduler.config import load_config, read_config
-from sp_scheduler.errors import ConfigError
+from sp_scheduler.errors import ConfigError, UsageError
 from sp_scheduler.settings import Settings
 
 SHIPPED = Path(__file__).resolve().parents[2] / "services" / "scheduler" / "config.yaml"
@@ -311,8 +311,6 @@ def test_an_alias_shared_without_a_cycle_still_loads(tmp_path: Path) -> None:
     ],
 )
 def test_bad_settings_are_refused_in_one_line(env: dict[str, str], message: str) -> None:
-    from sp_scheduler.errors import UsageError
-
     with pytest.raises(UsageError, match=None) as raised:
         Settings.from_env(env)
     assert message in str(raised.value)
