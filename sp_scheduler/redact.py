@@ -4,7 +4,8 @@ Every message, log line, metric label and `--json` field that names a server goe
 
 - `redact_url(url)`: the whole URL, its password replaced by `***` (userinfo, a libpq `password=`
   key, or a `password` / `sentinel_password` query parameter);
-- `postgres_where(url)` / `redis_where(url)`: the short `host:port/db` form error messages use;
+- `postgres_where(url)` / `redis_where(url)`: the short `host:port/db` form error messages use,
+  and `redis_problem(url, error)` the whole "cannot reach Redis at ...: why" line;
 - `redact_text(text, *urls)`: a library's error text with those URLs' secrets masked, for messages
   that quote an exception which may have quoted the URL;
 - `url_host(url)` / `redact_capability(text, url)`: for URLs whose path or query *is* the secret (a
@@ -96,6 +97,11 @@ def redis_where(url: str) -> str:
         return redact_text(parts.path, url) or "<malformed Redis URL>"
     # A password with an unescaped "/" or "@" ends up in what parsers call the host or path: mask it there too.
     return redact_text(f"{parts.hostname or '?'}:{port}{parts.path or '/0'}", url)
+
+
+def redis_problem(url: str, error: BaseException, failed: str = "cannot reach") -> str:
+    """`cannot reach Redis at host:port/db: <error>`, the error's copy of any secret of `url` masked."""
+    return f"{failed} Redis at {redis_where(url)}: {redact_text(str(error), url)}"
 
 
 def postgres_where(url: str) -> str:

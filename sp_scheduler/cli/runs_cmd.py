@@ -26,7 +26,7 @@ from sp_scheduler.errors import (
 )
 from sp_scheduler.keys import SYNC_REQUESTED
 from sp_scheduler.params import check_params
-from sp_scheduler.redact import redact_text, redis_where
+from sp_scheduler.redact import redis_problem
 from sp_scheduler.store import describe_url, enqueue_run, finish_run, get_override, get_run, history, set_enabled
 
 if TYPE_CHECKING:
@@ -86,7 +86,7 @@ def _enqueue(state: CliState, conn: psycopg.Connection[Any], definition: JobDefi
         )
     except OperationalError as exc:
         url = state.settings.redis_url
-        message = f"cannot reach Redis at {redis_where(url)}: {redact_text(str(exc), url)}"
+        message = redis_problem(url, exc)
         finish_run(
             conn,
             run_id,

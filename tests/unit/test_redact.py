@@ -11,6 +11,7 @@ from sp_scheduler.redact import (
     redact_capability,
     redact_text,
     redact_url,
+    redis_problem,
     redis_where,
     secrets_of,
     url_host,
@@ -70,3 +71,15 @@ def test_a_webhook_token_is_masked_in_quoted_text() -> None:
     assert masked == "POST <redacted> failed; path <redacted>, query <redacted>"
     assert capability_secret(WEBHOOK) == "/api/webhooks/123/s3cr3t-token"
     assert capability_secret("https://host") == "https://host"
+
+
+def test_a_redis_problem_names_the_server_and_masks_the_password_the_error_quotes() -> None:
+    url = "redis://:hunter2@cache:6380/1"
+    error = ConnectionError(f"Error connecting to {url}: refused (password hunter2)")
+    assert (
+        redis_problem(url, error)
+        == f"cannot reach Redis at cache:6380/1: Error connecting to {redact_url(url)}: refused (password {MASK})"
+    )
+    assert redis_problem(url, error, "cannot read heartbeats from").startswith(
+        "cannot read heartbeats from Redis at cache:6380/1: "
+    )
