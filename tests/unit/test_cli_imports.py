@@ -9,6 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
+
+from sp_scheduler.cli import cli
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ROOT / "services" / "scheduler" / "config.yaml"
@@ -57,3 +60,16 @@ def test_commands_that_need_no_server_load_no_broker_client(args: tuple[str, ...
     # cleanup jobs import the store for its table list), so only the broker side is asserted here.
     _, loaded = loaded_by("--config", str(SHIPPED), *args)
     assert not {"redis", "celery", "kombu", "redbeat"} & set(loaded), loaded
+
+
+def test_every_command_is_listed_and_an_unknown_one_is_a_usage_error() -> None:
+    runner = CliRunner()
+    top = runner.invoke(cli, ["--help"])
+    for name in ("beat", "config", "cron", "db", "demo", "dev", "health", "jobs", "logs", "queue", "worker"):
+        assert f"\n  {name} " in top.output, name
+    jobs = runner.invoke(cli, ["jobs", "--help"])
+    for name in ("cleanup-sessions", "disable", "enable", "history", "list", "log-cleanup", "reset", "run", "show"):
+        assert f"\n  {name} " in jobs.output, name
+    assert "\n  status " in jobs.output
+    unknown = runner.invoke(cli, ["jobs", "frobnicate"])
+    assert unknown.exit_code == 2 and "No such command 'frobnicate'" in unknown.output
