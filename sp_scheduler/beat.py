@@ -29,7 +29,7 @@ from redbeat.schedulers import RedBeatScheduler, get_redis
 
 from sp_scheduler import keys
 from sp_scheduler.beat_ledger import BeatLedger, MissedSlots, StartupRun
-from sp_scheduler.catalog import Catalog, CatalogWatch, JobDefinition
+from sp_scheduler.catalog import Catalog, CatalogWatch, JobDefinition, effective_enabled
 from sp_scheduler.config import DEFAULT_QUEUE
 from sp_scheduler.cron import CronExpression
 from sp_scheduler.ledger_metrics import FAILED_STATUSES, LastRuns, ScheduledJob
@@ -87,7 +87,7 @@ def desired_entries(catalog: Catalog, overrides: Mapping[str, bool]) -> dict[str
     return {
         d.name: EntrySpec(d.name, d.schedule, d.timezone, d.queue, d.timeout, d.misfire_grace)
         for d in catalog
-        if d.cron is not None and d.enabled(overrides.get(d.name))
+        if d.cron is not None and effective_enabled(catalog, d, overrides.get(d.name)).value
     }
 
 
@@ -170,7 +170,8 @@ class SlotScheduler(RedBeatScheduler):  # type: ignore[misc]
         # On the first tick, not in __init__: Celery also builds a throwaway scheduler for its banner.
         port = self.runtime.settings.metrics_port
         if port and self.metrics is None:
-            from sp_scheduler.metrics import BeatMetrics, LedgerTimestamps
+            # prometheus_client only with metrics on.
+            from sp_scheduler.metrics import BeatMetrics, LedgerTimestamps  # noqa: PLC0415
 
             self.metrics = BeatMetrics()
             self.metrics.registry.register(LedgerTimestamps(self._last_runs, lambda: self.live, lambda: self.leader))
@@ -178,7 +179,8 @@ class SlotScheduler(RedBeatScheduler):  # type: ignore[misc]
 
     def _last_runs(self, names: Sequence[str]) -> LastRuns:
         """Newest success and failure per job, from the ledger (the metrics server thread calls this)."""
-        from sp_scheduler.store import last_with_status
+        # Only the metrics thread reads the ledger here.
+        from sp_scheduler.store import last_with_status  # noqa: PLC0415
 
         def read(conn: Any) -> LastRuns:
             successes = last_with_status(conn, ["succeeded"], names)
@@ -428,7 +430,7 @@ class SlotScheduler(RedBeatScheduler):  # type: ignore[misc]
             self._startup_waiting = {
                 d.name: d
                 for d in catalog
-                if catalog.scheduler_enabled and d.run_on_startup and d.enabled(overrides.get(d.name))
+                if d.run_on_startup and effective_enabled(catalog, d, overrides.get(d.name)).value
             }
             self.ledger.queue_startup(
                 [StartupRun(d.name, str(uuid.uuid4()), dict(d.params)) for d in self._startup_waiting.values()]

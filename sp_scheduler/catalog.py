@@ -9,7 +9,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import datetime
+from typing import Any, Literal, Protocol
 
 from sp_scheduler.config import DEFAULT_QUEUE, JobConfig, Overlap, SchedulerConfig, read_config
 from sp_scheduler.cron import CronExpression, parse_schedule
@@ -82,9 +83,62 @@ class JobDefinition:
         """Both layers must agree (seeds): the code opts in and the YAML enables the job."""
         return bool(self.job.run_on_startup) and self.yaml_enabled
 
-    def enabled(self, override: bool | None = None) -> bool:
-        """Effective enabled state: a CLI override (from Postgres) wins over the YAML."""
-        return self.yaml_enabled if override is None else override
+
+class OverrideLike(Protocol):
+    """An operator's enable/disable (store.Override satisfies it); catalog.py must not import the store."""
+
+    @property
+    def enabled(self) -> bool: ...
+
+    @property
+    def expires_at(self) -> datetime | None: ...
+
+
+EnabledSource = Literal["override", "config", "not configured"]
+
+
+@dataclass(frozen=True, slots=True)
+class EnabledState:
+    """Whether a job is enabled and why: the one rule every process applies.
+
+    `job` is the job's own state (an unexpired override wins over the YAML, profile included; an
+    unconfigured job is off); `value` also needs the scheduler-wide switch, and is what schedules it.
+    """
+
+    value: bool
+    job: bool
+    source: EnabledSource
+    scheduler: bool
+
+
+def effective_enabled(
+    catalog: Catalog,
+    definition: JobDefinition,
+    override: bool | OverrideLike | None = None,
+    *,
+    now: datetime | None = None,
+) -> EnabledState:
+    """The enabled state of `definition`: scheduler switch, then override (unless expired by `now`), then YAML.
+
+    `override` is a bare flag (already filtered for expiry by the caller) or a record with `expires_at`;
+    with `now`, a record whose expiry has passed no longer counts.
+    """
+    flag: bool | None
+    source: EnabledSource
+    if override is None or isinstance(override, bool):
+        flag = override
+    elif now is not None and override.expires_at is not None and override.expires_at <= now:
+        flag = None
+    else:
+        flag = override.enabled
+    if flag is not None:
+        job, source = flag, "override"
+    elif definition.entry is not None:
+        job, source = definition.entry.enabled, "config"
+    else:
+        job, source = False, "not configured"
+    scheduler = catalog.scheduler_enabled
+    return EnabledState(value=scheduler and job, job=job, source=source, scheduler=scheduler)
 
 
 @dataclass(frozen=True, slots=True)

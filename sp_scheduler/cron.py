@@ -1,6 +1,7 @@
 """Six-field cron expressions (seconds first) with the DST rules of docs/cron.md.
 
-Stdlib + zoneinfo only, so the scheduler, the CLI and the tests share one pure engine. The search for
+Stdlib + zoneinfo only, so the scheduler, the CLI and the tests share one pure engine. Parsing the
+fields into lookup tables is cron_fields.py's job; this module searches them. The search for
 the next fire time runs on naive wall-clock integers with precomputed lookup tables; the time zone is
 consulted only to turn the candidate into an instant (`_resolve`). Fixed-offset zones such as UTC skip
 that step entirely, which keeps `next_after` in single-digit microseconds.
@@ -20,45 +21,25 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sp_scheduler.errors import InvalidCronExpression, InvalidTimeZone
+from sp_scheduler.cron_fields import (
+    ANY_DAY,
+    DOM_ONLY,
+    DOW_ONLY,
+    NONE,
+    parse_fields,
+)
+from sp_scheduler.errors import InvalidTimeZone, NoFireTime
 
 __all__ = ["CronExpression", "load_zone", "parse_schedule"]
 
 _Wall = tuple[int, int, int, int, int, int]  # naive wall clock: year, month, day, hour, minute, second
 
-_MACROS = (
-    ("@yearly", "0 0 0 1 1 *"),
-    ("@annually", "0 0 0 1 1 *"),
-    ("@monthly", "0 0 0 1 * *"),
-    ("@weekly", "0 0 0 * * 0"),
-    ("@daily", "0 0 0 * * *"),
-    ("@midnight", "0 0 0 * * *"),
-    ("@hourly", "0 0 * * * *"),
-)
-_MONTH_NAMES = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
-_DAY_NAMES = ("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT")
-# (name, lowest, highest, names for lowest.., highest value reached by `*` and `a/step`)
-_FIELDS: tuple[tuple[str, int, int, tuple[str, ...], int], ...] = (
-    ("second", 0, 59, (), 59),
-    ("minute", 0, 59, (), 59),
-    ("hour", 0, 23, (), 23),
-    ("day-of-month", 1, 31, (), 31),
-    ("month", 1, 12, _MONTH_NAMES, 12),
-    ("day-of-week", 0, 7, _DAY_NAMES, 6),  # 7 is Sunday too, but `*` and `a/step` stop at Saturday
-)
 _DAYS_IN_MONTH = (0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
-_MAX_DAYS_IN_MONTH = (0, 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)  # leap years included
 # Zones with one offset forever: no DST resolution needed (unknown keys take the general path).
 _FIXED_ZONE = re.compile(r"(?:Etc/)?(?:UTC|UCT|GMT|GMT0|GMT[+-]\d{1,2}|Greenwich|Universal|Zulu)")
 _EPOCH = datetime(1970, 1, 1)
 _ONE_SECOND = timedelta(seconds=1)
 _MIN_TS = int(datetime(1, 1, 2, tzinfo=UTC).timestamp())  # prev_before searches no further back
-_NONE = 99  # "no allowed value at or after this index" in the lookup tables
-
-# How day-of-month and day-of-week combine, decided once at parse time.
-_ANY_DAY, _DOM_ONLY, _DOW_ONLY, _SCAN_DAYS = 0, 1, 2, 3
-_ALL_DOM = sum(1 << d for d in range(1, 32))  # bit sets with every day / weekday allowed
-_ALL_DOW = sum(1 << w for w in range(7))
 
 
 @functools.lru_cache(maxsize=256)
@@ -86,7 +67,7 @@ class CronExpression:
 
     source: str
     tz: ZoneInfo
-    # Lookup tables: _next_x[i] is the smallest allowed value >= i, or _NONE.
+    # Lookup tables: _next_x[i] is the smallest allowed value >= i, or NONE.
     _next_second: tuple[int, ...] = field(init=False, repr=False, compare=False)
     _next_minute: tuple[int, ...] = field(init=False, repr=False, compare=False)
     _next_hour: tuple[int, ...] = field(init=False, repr=False, compare=False)
@@ -110,52 +91,20 @@ class CronExpression:
 
     def __post_init__(self) -> None:
         source = self.source.strip()
+        fields = parse_fields(source)
         set_ = functools.partial(object.__setattr__, self)
         set_("source", source)
-        text = source
-        if text.startswith("@"):
-            text = dict(_MACROS).get(text.lower(), "")
-            if not text:
-                known = ", ".join(name for name, _ in _MACROS)
-                raise InvalidCronExpression(source, f"unknown macro {source!r} (known: {known})")
-        parts = text.split()
-        if not parts:
-            raise InvalidCronExpression(source, "empty expression (an empty schedule means manual-only)")
-        if len(parts) == 5:
-            raise InvalidCronExpression(
-                source,
-                f"5 fields given; sp-scheduler uses six fields with seconds first: did you mean '0 {' '.join(parts)}'?",
-            )
-        if len(parts) != 6:
-            raise InvalidCronExpression(source, f"expected 6 fields (sec min hour dom month dow), got {len(parts)}")
-        seconds, minutes, hours, doms, months, dows = (
-            _parse_field(source, part, spec) for part, spec in zip(parts, _FIELDS, strict=True)
-        )
-        # Vixie: a day field is "restricted" unless it starts with `*`; both restricted -> EITHER matches.
-        either = not parts[3].startswith("*") and not parts[5].startswith("*")
-        if not either:
-            _check_fires(source, doms, months)
-        dom_bits = sum(1 << d for d in doms)
-        dow_bits = sum(1 << w for w in dows)
-        if not either and dom_bits == _ALL_DOM and dow_bits == _ALL_DOW:
-            day_mode = _ANY_DAY
-        elif not either and dow_bits == _ALL_DOW:
-            day_mode = _DOM_ONLY
-        elif not either and dom_bits == _ALL_DOM:
-            day_mode = _DOW_ONLY
-        else:
-            day_mode = _SCAN_DAYS
-        set_("_next_second", _next_table(seconds, 60))
-        set_("_next_minute", _next_table(minutes, 60))
-        set_("_next_hour", _next_table(hours, 24))
-        set_("_next_dom", _next_table(doms, 32))
-        set_("_next_month", _next_table(months, 13))
-        set_("_dom_bits", dom_bits)
-        set_("_dow_bits", dow_bits)
-        set_("_dow_skip", tuple(min((k for k in range(7) if (w + k) % 7 in dows), default=_NONE) for w in range(7)))
-        set_("_day_mode", day_mode)
-        set_("_both_restricted", either)
-        set_("_hour_star", parts[2].startswith("*"))
+        set_("_next_second", fields.next_second)
+        set_("_next_minute", fields.next_minute)
+        set_("_next_hour", fields.next_hour)
+        set_("_next_dom", fields.next_dom)
+        set_("_next_month", fields.next_month)
+        set_("_dom_bits", fields.dom_bits)
+        set_("_dow_bits", fields.dow_bits)
+        set_("_dow_skip", fields.dow_skip)
+        set_("_day_mode", fields.day_mode)
+        set_("_both_restricted", fields.both_restricted)
+        set_("_hour_star", fields.hour_star)
         set_("_fixed", bool(self.tz.key and _FIXED_ZONE.fullmatch(self.tz.key)))
 
     @property
@@ -193,7 +142,7 @@ class CronExpression:
             step *= 2
             low = limit - step
             if low < _MIN_TS:
-                raise ValueError(f"cron expression {self.source!r} has no fire time before {before.isoformat()}")
+                raise NoFireTime(self.source, before.isoformat())
         high = limit  # invariant: next(low) <= limit < next(high)
         while high - low > 1:
             middle = (low + high) // 2
@@ -244,13 +193,13 @@ class CronExpression:
         while True:
             x = next_month[mo]
             if x != mo:
-                if x == _NONE:
+                if x == NONE:
                     y, mo, d, h, mi, s = y + 1, 1, 1, 0, 0, 0
                     if y > 9999:
-                        raise ValueError(f"cron expression {self.source!r} has no fire time before year 10000")
+                        raise NoFireTime(self.source, "year 10000")
                     continue
                 mo, d, h, mi, s = x, 1, 0, 0, 0
-            if self._day_mode == _ANY_DAY:
+            if self._day_mode == ANY_DAY:
                 x = d if d <= (_DAYS_IN_MONTH[mo] if mo != 2 else 28 + _is_leap(y)) else 0
             else:
                 x = self._day_at_or_after(y, mo, d)
@@ -261,18 +210,18 @@ class CronExpression:
                 d, h, mi, s = x, 0, 0, 0
             x = next_hour[h]
             if x != h:
-                if x == _NONE:
+                if x == NONE:
                     d, h, mi, s = d + 1, 0, 0, 0
                     continue
                 h, mi, s = x, 0, 0
             x = next_minute[mi]
             if x != mi:
-                if x == _NONE:
+                if x == NONE:
                     h, mi, s = h + 1, 0, 0
                     continue
                 mi, s = x, 0
             x = next_second[s]
-            if x == _NONE:
+            if x == NONE:
                 mi, s = mi + 1, 0
                 continue
             return y, mo, d, h, mi, x
@@ -282,13 +231,13 @@ class CronExpression:
         last = _DAYS_IN_MONTH[mo] if mo != 2 else 28 + _is_leap(y)
         if d > last:
             return 0
-        if self._day_mode == _ANY_DAY:
+        if self._day_mode == ANY_DAY:
             return d
-        if self._day_mode == _DOM_ONLY:
+        if self._day_mode == DOM_ONLY:
             x = self._next_dom[d]
             return x if x <= last else 0
         weekday = date(y, mo, d).toordinal() % 7  # 0001-01-01 is a Monday, so this is Sunday = 0
-        if self._day_mode == _DOW_ONLY:
+        if self._day_mode == DOW_ONLY:
             d += self._dow_skip[weekday]
             return d if d <= last else 0
         dom_bits, dow_bits, either = self._dom_bits, self._dow_bits, self._both_restricted
@@ -352,82 +301,10 @@ class CronExpression:
         return datetime.fromtimestamp(end, tz) if end > after_ts else None
 
 
-def _parse_field(source: str, text: str, spec: tuple[str, int, int, tuple[str, ...], int]) -> frozenset[int]:
-    """The set of values one field allows; raises InvalidCronExpression naming the field."""
-    name, lowest, highest, names, open_end = spec
-
-    def fail(reason: str) -> InvalidCronExpression:
-        return InvalidCronExpression(source, f"{name} field: {reason}")
-
-    def value(token: str) -> int:
-        if token.isascii() and token.isdigit():
-            number = int(token)
-            if not lowest <= number <= highest:
-                raise fail(f"{number} is out of range {lowest}-{highest}")
-            return number
-        if token.upper() in names:
-            return names.index(token.upper()) + (1 if names is _MONTH_NAMES else 0)
-        if not token:
-            raise fail(f"missing value in {text!r}")
-        kind = {_MONTH_NAMES: " or month name (JAN-DEC)", _DAY_NAMES: " or weekday name (SUN-SAT)"}.get(names, "")
-        raise fail(f"{token!r} is not a number{kind}")
-
-    values: set[int] = set()
-    for item in text.split(","):
-        if not item:
-            raise fail(f"empty list item in {text!r}")
-        base, slash, step_text = item.partition("/")
-        step = 1
-        if slash:
-            if not (step_text.isascii() and step_text.isdigit()) or int(step_text) == 0:
-                raise fail(f"step must be a positive integer, got {step_text!r}")
-            step = int(step_text)
-        if base == "*":
-            start, end = lowest, open_end
-        elif "-" in base:
-            first, _, last = base.partition("-")
-            start, end = value(first), value(last)
-            if start > end:
-                raise fail(f"range {base} is reversed")
-        else:
-            start = value(base)
-            end = open_end if slash else start
-        values.update(range(start, end + 1, step))
-    if name == "day-of-week" and 7 in values:
-        values = (values - {7}) | {0}
-    return frozenset(values)
-
-
-def _check_fires(source: str, doms: frozenset[int], months: frozenset[int]) -> None:
-    """Reject day-of-month/month combinations that never occur (when DOW cannot fire on its own).
-
-    Every (month, day) that exists falls on every weekday in some year, so this is the only way an
-    expression can never fire.
-    """
-    if any(day <= _MAX_DAYS_IN_MONTH[month] for day in doms for month in months):
-        return
-    days = sorted(doms)
-    names = [_MONTH_NAMES[m - 1].capitalize() for m in sorted(months)]
-    months_text = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
-    days_text = f"day {days[0]} does" if len(days) == 1 else f"days {', '.join(map(str, days))} do"
-    raise InvalidCronExpression(source, f"never fires: {days_text} not occur in {months_text}")
-
-
 @functools.lru_cache(maxsize=4096)
 def _parse_cached(source: str, zone: ZoneInfo) -> CronExpression:
     """Expressions are immutable, so beat and workers share one parse per (expression, zone)."""
     return CronExpression(source, zone)
-
-
-def _next_table(values: frozenset[int], highest: int) -> tuple[int, ...]:
-    """table[i] = the smallest allowed value >= i, or _NONE; indexes 0..highest (highest is a sentinel)."""
-    table = [_NONE] * (highest + 1)
-    upcoming = _NONE
-    for i in range(highest, -1, -1):  # one backward pass instead of a min() per index
-        if i in values:
-            upcoming = i
-        table[i] = upcoming
-    return tuple(table)
 
 
 def _is_leap(year: int) -> int:

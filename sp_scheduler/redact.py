@@ -4,9 +4,12 @@ Every message, log line, metric label and `--json` field that names a server goe
 
 - `redact_url(url)`: the whole URL, its password replaced by `***` (userinfo, a libpq `password=`
   key, or a `password` / `sentinel_password` query parameter);
-- `postgres_where(url)` / `redis_where(url)`: the short `host:port/db` form error messages use;
+- `postgres_where(url)` / `redis_where(url)`: the short `host:port/db` form error messages use,
+  and `redis_problem(url, error)` the whole "cannot reach Redis at ...: why" line;
 - `redact_text(text, *urls)`: a library's error text with those URLs' secrets masked, for messages
-  that quote an exception which may have quoted the URL.
+  that quote an exception which may have quoted the URL;
+- `url_host(url)` / `redact_capability(text, url)`: for URLs whose path or query *is* the secret (a
+  webhook's token), the host alone may be shown, and the URL, path and query are masked in text.
 
 The rules err towards masking too much: a URL too broken to parse is never echoed back.
 """
@@ -17,6 +20,7 @@ import re
 from urllib.parse import unquote, urlsplit
 
 MASK = "***"
+CAPABILITY_MASK = "<redacted>"
 UNPARSEABLE = "<not a URL>"
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _QUERY_SECRET = re.compile(r"([?&](?:password|sentinel_password)=)([^&#]*)", re.IGNORECASE)
@@ -95,10 +99,15 @@ def redis_where(url: str) -> str:
     return redact_text(f"{parts.hostname or '?'}:{port}{parts.path or '/0'}", url)
 
 
+def redis_problem(url: str, error: BaseException, failed: str = "cannot reach") -> str:
+    """`cannot reach Redis at host:port/db: <error>`, the error's copy of any secret of `url` masked."""
+    return f"{failed} Redis at {redis_where(url)}: {redact_text(str(error), url)}"
+
+
 def postgres_where(url: str) -> str:
     """`host:port/dbname` (or `socket-dir:port/dbname`) of a Postgres URL or conninfo; never the password."""
-    import psycopg
-    from psycopg import conninfo
+    import psycopg  # noqa: PLC0415 -- settings.py (offline) imports this module
+    from psycopg import conninfo  # noqa: PLC0415 -- settings.py (offline) imports this module
 
     try:
         params = conninfo.conninfo_to_dict(url)
@@ -108,3 +117,32 @@ def postgres_where(url: str) -> str:
     port = str(params.get("port") or 5432)
     dbname = str(params.get("dbname") or params.get("user") or "postgres")
     return redact_text(f"{host}:{port}/{dbname}", url)
+
+
+def url_host(url: str) -> str:
+    """The host of a URL whose path or query is a secret (a webhook): all of it that may be shown."""
+    try:
+        return urlsplit(url).hostname or "?"
+    except ValueError:
+        return "?"
+
+
+def capability_secret(url: str) -> str:
+    """The part of such a URL that must never be shown: its path (the whole URL when it has none)."""
+    try:
+        return urlsplit(url).path or url
+    except ValueError:
+        return url
+
+
+def redact_capability(text: str, url: str) -> str:
+    """`text` with the URL, its path and its query masked: for a response or log line quoting a webhook."""
+    try:
+        parts = urlsplit(url)
+        secrets = (url, parts.path, parts.query)
+    except ValueError:
+        secrets = (url, "", "")
+    for secret in secrets:
+        if len(secret) > 1:
+            text = text.replace(secret, CAPABILITY_MASK)
+    return text

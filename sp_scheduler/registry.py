@@ -8,11 +8,10 @@ call builds a fresh, immutable Registry.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
 from types import MappingProxyType
-from typing import Any
 
 from sp_scheduler.errors import ExtensionError, Problem
 from sp_scheduler.jobs import Job
@@ -44,20 +43,20 @@ class Registry:
         """Every registered job called `job` (one, unless the registry was built with problems)."""
         return [entry for (_, name), entry in self.jobs.items() if name == job]
 
-    def __iter__(self) -> Any:
+    def __iter__(self) -> Iterator[RegisteredJob]:
         return iter(self.jobs.values())
 
 
-def _import_object(path: str) -> Any:
+def _import_object(path: str) -> object:
     module_name, _, attribute = path.partition(":")
     module = importlib.import_module(module_name)
-    target: Any = module
+    target: object = module
     for part in attribute.split("."):
         target = getattr(target, part)
     return target
 
 
-def _as_jobs(source: str, extension: Any, problems: list[Problem]) -> tuple[str, list[Job]] | None:
+def _as_jobs(source: str, extension: object, problems: list[Problem]) -> tuple[str, list[Job]] | None:
     name = getattr(extension, "name", None)
     jobs_method = getattr(extension, "jobs", None)
     if not isinstance(name, str) or not name or not callable(jobs_method):
@@ -84,7 +83,7 @@ def discover(
 ) -> tuple[Registry, list[Problem]]:
     """Load every extension; return the registry of what loaded and the problems of what did not."""
     problems: list[Problem] = []
-    loaded: list[tuple[str, Any]] = []
+    loaded: list[tuple[str, object]] = []
     for point in points if points is not None else entry_points(group=group):
         try:
             loaded.append((f"entry point {point.name} = {point.value}", point.load()))

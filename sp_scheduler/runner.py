@@ -25,7 +25,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
 from sp_scheduler import store
-from sp_scheduler.catalog import Catalog, CatalogWatch, JobDefinition
+from sp_scheduler.catalog import Catalog, CatalogWatch, JobDefinition, effective_enabled
 from sp_scheduler.errors import DatabaseUnavailable, UnknownJob
 from sp_scheduler.jobs import JobContext, JobResult, Trigger
 from sp_scheduler.keeper import RunKeeper
@@ -154,7 +154,8 @@ class WorkerRuntime:
             return None
         self._check_fork()
         if self._metrics is None:
-            from sp_scheduler.metrics import RunMetrics
+            # prometheus_client only with metrics on, after fork.
+            from sp_scheduler.metrics import RunMetrics  # noqa: PLC0415
 
             self._metrics = RunMetrics()
         return self._metrics
@@ -348,8 +349,10 @@ def _claim(
     earlier run's bad outcome never costs this run its claim.
     """
     scheduled = request.trigger == "schedule"
-    # Manual runs were checked by the CLI (--force may override); slots check YAML + override here.
-    enabled = not scheduled or (catalog.scheduler_enabled and definition.yaml_enabled)
+    # Manual runs were checked by the CLI (--force may override); slots check YAML + override here:
+    # the config's part of effective_enabled now, the override inside the claim statement.
+    config_state = effective_enabled(catalog, definition)
+    enabled = not scheduled or config_state.value
     keeper = runtime.keeper()
     taken = keeper.take_outcomes()
     attempts = 0
@@ -368,7 +371,7 @@ def _claim(
             lease_seconds=runtime.settings.lease_seconds,
             overlap=definition.overlap,
             enabled=enabled,
-            use_override=scheduled and catalog.scheduler_enabled,
+            use_override=scheduled and config_state.scheduler,
             finishing=[pending.outcome for pending in taken],
             logs=[line for pending in taken for line in pending.logs],
             # The first attempt may have committed before its connection broke: then the running row

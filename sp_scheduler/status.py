@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from enum import IntEnum
 from typing import Any
 
-from sp_scheduler.catalog import Catalog
+from sp_scheduler.catalog import Catalog, effective_enabled
 from sp_scheduler.cron import CronExpression
 
 BEAT_STALE_SECONDS = 15.0  # a leader that has not ticked for this long is treated as gone
@@ -93,7 +93,7 @@ def job_health(
     """
     report = []
     for definition in catalog:
-        enabled = catalog.scheduler_enabled and definition.enabled(overrides.get(definition.name))
+        enabled = effective_enabled(catalog, definition, overrides.get(definition.name)).value
         cron = definition.cron
         success = last_success.get(definition.name)
         failure = last_failure.get(definition.name)

@@ -10,20 +10,21 @@ with the reason; a message that names nothing usable has no row to go to.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, get_args
+from typing import Any, TypeVar
 
 import psycopg
 
 from sp_scheduler import store
 from sp_scheduler.errors import UnknownRun
-from sp_scheduler.jobs import Trigger
+from sp_scheduler.jobs import TRIGGERS, Trigger
 from sp_scheduler.runner import RunRequest
 
 ARGUMENT_NAMES = ("job_name", "trigger", "scheduled_for", "run_id", "params")
 _REQUIRED = ("job_name", "trigger")
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +49,7 @@ class UnusableArguments(ValueError):
 def request_from_task(args: Sequence[Any], kwargs: Mapping[str, Any]) -> RunRequest:
     """The run request a message's (args, kwargs) describe; `UnusableArguments` naming every problem."""
     problems: list[str] = []
-    values: dict[str, Any] = {}
+    values: dict[str, object] = {}
     if len(args) > len(ARGUMENT_NAMES):
         problems.append(f"{len(args)} positional arguments, at most {len(ARGUMENT_NAMES)}")
     values.update(zip(ARGUMENT_NAMES, args, strict=False))
@@ -76,7 +77,7 @@ def request_from_task(args: Sequence[Any], kwargs: Mapping[str, Any]) -> RunRequ
     return RunRequest(job_name, trigger, slot, run_id, params or {})
 
 
-def _checked(values: Mapping[str, Any], name: str, check: Any, problems: list[str]) -> Any:
+def _checked(values: Mapping[str, object], name: str, check: Callable[[object], _T], problems: list[str]) -> _T | None:
     """`check(value)` for a present argument; a problem (and None) when it raises ValueError."""
     if name not in values:
         return None
@@ -87,20 +88,21 @@ def _checked(values: Mapping[str, Any], name: str, check: Any, problems: list[st
         return None
 
 
-def _job_name(value: Any) -> str:
+def _job_name(value: object) -> str:
     if not isinstance(value, str) or not value.strip() or "\x00" in value:
         raise ValueError(f"a job name must be non-empty text, not {value!r:.80}")
     return value
 
 
-def _trigger(value: Any) -> Trigger:
-    if value not in get_args(Trigger):
-        raise ValueError(f"must be one of {', '.join(get_args(Trigger))}, not {value!r:.80}")
-    trigger: Trigger = value
-    return trigger
+def _trigger(value: object) -> Trigger:
+    """The message's trigger as the Trigger literal it names; ValueError for anything else."""
+    for trigger in TRIGGERS:
+        if value == trigger:
+            return trigger
+    raise ValueError(f"must be one of {', '.join(TRIGGERS)}, not {value!r:.80}")
 
 
-def _slot(value: Any) -> datetime | None:
+def _slot(value: object) -> datetime | None:
     if value is None:
         return None
     if not isinstance(value, str):
@@ -114,7 +116,7 @@ def _slot(value: Any) -> datetime | None:
     return slot
 
 
-def _run_id(value: Any) -> str | None:
+def _run_id(value: object) -> str | None:
     if value is None:
         return None
     try:
@@ -123,7 +125,7 @@ def _run_id(value: Any) -> str | None:
         raise ValueError(f"not a run id: {value!r:.80}") from None
 
 
-def _params(value: Any) -> dict[str, Any]:
+def _params(value: object) -> dict[str, Any]:
     if value is None:
         return {}
     if not isinstance(value, dict) or not all(isinstance(key, str) for key in value):

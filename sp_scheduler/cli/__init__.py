@@ -8,26 +8,27 @@ from typing import Any
 import click
 
 from sp_scheduler import __version__
-from sp_scheduler.cli.config_cmd import config_group
-from sp_scheduler.cli.cron_cmd import cron_group
-from sp_scheduler.cli.db_cmd import db_group
-from sp_scheduler.cli.demo_cmd import demo_group
-from sp_scheduler.cli.dev_cmd import dev_cmd
-from sp_scheduler.cli.health_cmd import health_cmd
-from sp_scheduler.cli.jobs_cmd import jobs_group
-from sp_scheduler.cli.logs_cmd import logs_group
-from sp_scheduler.cli.maintenance_cmd import MAINTENANCE_COMMANDS
-from sp_scheduler.cli.process_cmd import beat_cmd, worker_cmd
-from sp_scheduler.cli.queue_cmd import queue_group
-from sp_scheduler.cli.reset_cmd import reset_cmd
-from sp_scheduler.cli.runs_cmd import RUN_COMMANDS
+from sp_scheduler.cli.lazy import LazyGroup
 from sp_scheduler.cli.state import CliState
-from sp_scheduler.cli.status_cmd import status_cmd
 from sp_scheduler.errors import ConfigError, ExitCode, SchedulerError
 from sp_scheduler.settings import Settings
 
+_COMMANDS = {
+    "jobs": "sp_scheduler.cli.jobs_cmd:jobs_group",
+    "cron": "sp_scheduler.cli.cron_cmd:cron_group",
+    "config": "sp_scheduler.cli.config_cmd:config_group",
+    "db": "sp_scheduler.cli.db_cmd:db_group",
+    "worker": "sp_scheduler.cli.process_cmd:worker_cmd",
+    "beat": "sp_scheduler.cli.process_cmd:beat_cmd",
+    "dev": "sp_scheduler.cli.dev_cmd:dev_cmd",
+    "health": "sp_scheduler.cli.health_cmd:health_cmd",
+    "logs": "sp_scheduler.cli.logs_cmd:logs_group",
+    "demo": "sp_scheduler.cli.demo_cmd:demo_group",
+    "queue": "sp_scheduler.cli.queue_cmd:queue_group",
+}
 
-class _Root(click.Group):
+
+class _Root(LazyGroup):
     """Turns expected errors into one line on stderr and a named exit code, never a traceback."""
 
     def invoke(self, ctx: click.Context) -> Any:
@@ -42,7 +43,11 @@ class _Root(click.Group):
             ctx.exit(exc.exit_code)
 
 
-@click.group(cls=_Root, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(
+    cls=_Root,
+    lazy=_COMMANDS,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 @click.version_option(__version__, prog_name="sp-scheduler")
 @click.option(
     "--config",
@@ -73,22 +78,6 @@ def cli(
         config_path=config_path, profile_path=profile_path, database_url=database_url, redis_url=redis_url
     )
     ctx.obj = CliState(settings)
-
-
-for command in (*RUN_COMMANDS, *MAINTENANCE_COMMANDS, status_cmd):
-    jobs_group.add_command(command)
-jobs_group.add_command(reset_cmd)
-cli.add_command(jobs_group)
-cli.add_command(cron_group)
-cli.add_command(config_group)
-cli.add_command(db_group)
-cli.add_command(worker_cmd)
-cli.add_command(beat_cmd)
-cli.add_command(dev_cmd)
-cli.add_command(health_cmd)
-cli.add_command(logs_group)
-cli.add_command(demo_group)
-cli.add_command(queue_group)
 
 
 def main() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from sp_scheduler.cli.state import CliState, pass_state
+from sp_scheduler.store import apply_schema, connect, describe_url, schema_version
 
 
 @click.group("db")
@@ -16,8 +17,6 @@ def db_group() -> None:
 @pass_state
 def migrate_cmd(state: CliState) -> None:
     """Apply pending schema migrations (idempotent; safe to run from several processes at once)."""
-    from sp_scheduler.store import apply_schema, connect, describe_url, schema_version
-
     url = state.settings.require_database_url()
     with connect(url) as conn:
         applied = apply_schema(conn)

@@ -6,6 +6,7 @@ import time
 
 import click
 
+from sp_scheduler import demo
 from sp_scheduler.cli.state import CliState, echo_json, pass_state
 from sp_scheduler.errors import UsageError
 from sp_scheduler.store.application import APPLICATION_TABLES
@@ -38,8 +39,6 @@ def seed_cmd(
     state: CliState, scale: str, users: int | None, days: int, append: bool, reset: bool, as_json: bool
 ) -> None:
     """Fill users, sessions, contexts, messages, OAuth codes/tokens, logs and content with demo rows."""
-    from sp_scheduler import demo
-
     if append and reset:
         raise UsageError("--append and --reset contradict each other: pick one")
     plan = demo.SeedPlan.for_users(users or SCALES[scale], days)

@@ -29,10 +29,19 @@ from typing import IO
 import click
 
 from sp_scheduler.cli.state import CliState, pass_state
+from sp_scheduler.embedded import (
+    embedded_postgres,
+    embedded_redis,
+    postgres_pid,
+    postgres_problem,
+    redis_pid,
+    redis_problem,
+)
 from sp_scheduler.errors import BrokerUnavailable, DatabaseUnavailable, SchedulerError
 from sp_scheduler.logfmt import configure_logging
 from sp_scheduler.redact import redis_where
 from sp_scheduler.settings import Settings
+from sp_scheduler.store import connect, describe_url, migrate, schema_version
 
 DEFAULT_DEV_DIR = Path(".sp-scheduler/dev")
 DEV_PROFILE = Path("profiles/dev.yaml")  # next to the config file: services/scheduler/profiles/dev.yaml
@@ -166,9 +175,6 @@ class _Services:
 
 def _check_configured(database_url: str | None, redis_url: str | None) -> None:
     """A URL the user set must answer: dev never silently swaps a configured server for an embedded one."""
-    from sp_scheduler.embedded import postgres_problem, redis_problem
-    from sp_scheduler.store import describe_url
-
     if database_url and (problem := postgres_problem(database_url)):
         raise DatabaseUnavailable(
             f"SP_DATABASE_URL/--database-url is set but Postgres at {describe_url(database_url)} does not answer "
@@ -185,8 +191,6 @@ def _resolve_services(
     stack: ExitStack, dev_dir: Path, database_url: str | None, redis_url: str | None, signals: _Signals
 ) -> _Services | None:
     """The configured URLs, or embedded servers for the unset ones (stopped by `stack`); None if told to stop."""
-    from sp_scheduler.embedded import embedded_postgres, embedded_redis
-
     _check_configured(database_url, redis_url)
     resolved_database = database_url or stack.enter_context(embedded_postgres(dev_dir))
     if signals.stop.is_set():
@@ -198,8 +202,6 @@ def _resolve_services(
 
 
 def _migrate(url: str) -> int:
-    from sp_scheduler.store import connect, migrate, schema_version
-
     with connect(url) as conn:
         migrate(conn)
         return schema_version(conn)
@@ -211,7 +213,7 @@ def _migrate(url: str) -> int:
 @contextlib.contextmanager
 def _exclusive(dev_dir: Path) -> Iterator[None]:
     """One `dev` per directory: a second one would share (and then stop) the first one's Postgres."""
-    import fcntl  # POSIX, like the process groups dev manages
+    import fcntl  # noqa: PLC0415 -- POSIX only, like the process groups dev manages
 
     dev_dir.mkdir(parents=True, exist_ok=True)
     with (dev_dir / "dev.lock").open("a+") as handle:
@@ -268,8 +270,6 @@ def _dev_settings(state: CliState, root: click.Context) -> Settings:
 
 
 def _banner(services: _Services, settings: Settings, dev_dir: Path, env_file: Path, schema: int) -> list[str]:
-    from sp_scheduler.store import describe_url
-
     if services.embedded_database:
         database = f"{services.database_url}  (embedded, data in {dev_dir / 'pgdata'})"
     else:
@@ -333,8 +333,6 @@ def _run(settings: Settings, services: _Services, dev_dir: Path, signals: _Signa
 
 def _supervise(settings: Settings, services: _Services, dev_dir: Path, signals: _Signals, lock: threading.Lock) -> None:
     """Run the children until a stop signal (return) or until one of them exits by itself (raise)."""
-    from sp_scheduler.embedded import postgres_pid, redis_pid
-
     env = {**os.environ, **settings.to_env(), "PYTHONUNBUFFERED": "1"}
     if settings.profile_path is None:
         env.pop("SP_PROFILE", None)

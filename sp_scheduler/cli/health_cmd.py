@@ -19,7 +19,8 @@ import redis
 from sp_scheduler import keys
 from sp_scheduler.cli.state import CliState, echo_json, pass_state
 from sp_scheduler.errors import BrokerUnavailable, SchedulerError
-from sp_scheduler.redact import redact_text, redis_where
+from sp_scheduler.redact import redis_problem, redis_where
+from sp_scheduler.store import describe_url, schema_version
 
 REDIS_TIMEOUT_SECONDS = 2.0
 
@@ -35,7 +36,7 @@ def _redis_client(url: str) -> redis.Redis:
     try:
         client.ping()
     except redis.RedisError as exc:
-        raise BrokerUnavailable(f"cannot reach Redis at {redis_where(url)}: {redact_text(str(exc), url)}") from None
+        raise BrokerUnavailable(redis_problem(url, exc)) from None
     return client
 
 
@@ -102,8 +103,6 @@ def _check(
     state: CliState, role: str | None, max_age: float | None, host: str | None, report: dict[str, object]
 ) -> list[str]:
     """Run the checks, filling `report` as each passes; the one-line summary parts."""
-    from sp_scheduler.store import describe_url, schema_version
-
     settings = state.settings
     with state.database() as conn:
         version = schema_version(conn)
@@ -120,10 +119,7 @@ def _check(
             report["process"] = process
             parts.append(process)
     except redis.RedisError as exc:
-        raise BrokerUnavailable(
-            f"cannot read heartbeats from Redis at {redis_where(settings.redis_url)}: "
-            f"{redact_text(str(exc), settings.redis_url)}"
-        ) from None
+        raise BrokerUnavailable(redis_problem(settings.redis_url, exc, "cannot read heartbeats from")) from None
     finally:
         client.close()
     return parts

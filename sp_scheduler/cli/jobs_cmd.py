@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from sp_scheduler.catalog import Catalog, JobDefinition
+from sp_scheduler.catalog import Catalog, EnabledState, JobDefinition, effective_enabled
+from sp_scheduler.cli.lazy import LazyGroup
 from sp_scheduler.cli.state import CliState, echo_json, echo_table, iso, pass_state
 from sp_scheduler.params import Param
 
@@ -19,14 +20,27 @@ if TYPE_CHECKING:
 CHANGES_SHOWN = 5  # entries of the override trail `jobs show` prints
 
 
-@click.group("jobs")
+@click.group(
+    "jobs",
+    cls=LazyGroup,
+    lazy={
+        "run": "sp_scheduler.cli.runs_cmd:run_jobs",
+        "history": "sp_scheduler.cli.runs_cmd:history_cmd",
+        "enable": "sp_scheduler.cli.runs_cmd:enable_cmd",
+        "disable": "sp_scheduler.cli.runs_cmd:disable_cmd",
+        "cleanup-sessions": "sp_scheduler.cli.maintenance_cmd:cleanup_sessions_cmd",
+        "log-cleanup": "sp_scheduler.cli.maintenance_cmd:log_cleanup_cmd",
+        "status": "sp_scheduler.cli.status_cmd:status_cmd",
+        "reset": "sp_scheduler.cli.reset_cmd:reset_cmd",
+    },
+)
 def jobs_group() -> None:
     """List, inspect, run, enable and disable jobs."""
 
 
-def next_fire(definition: JobDefinition, catalog: Catalog, enabled: bool, now: datetime) -> datetime | None:
+def next_fire(definition: JobDefinition, enabled: EnabledState, now: datetime) -> datetime | None:
     """The next scheduled instant, or None when the job is manual-only or not active."""
-    if definition.cron is None or not enabled or not catalog.scheduler_enabled:
+    if definition.cron is None or not enabled.value:
         return None
     return definition.cron.next_after(now)
 
@@ -35,20 +49,16 @@ def _database_view(state: CliState, names: list[str]) -> tuple[dict[str, Overrid
     """Overrides and last runs, when a database is configured; empty otherwise."""
     if not state.has_database:
         return {}, {}
-    from sp_scheduler.store import get_overrides, last_runs
+    # `jobs list` works offline: psycopg only with a database.
+    from sp_scheduler.store import get_overrides, last_runs  # noqa: PLC0415
 
     with state.database() as conn:
         return get_overrides(conn), last_runs(conn, names)
 
 
-def _effective(definition: JobDefinition, overrides: Mapping[str, Override]) -> bool:
-    override = overrides.get(definition.name)
-    return definition.enabled(override.enabled if override else None)
-
-
-def enabled_source(definition: JobDefinition, override: Override | None) -> dict[str, Any]:
+def enabled_source(definition: JobDefinition, enabled: EnabledState, override: Override | None) -> dict[str, Any]:
     """Where the effective enabled state comes from: an override (who, why, until when) or the config."""
-    if override is not None:
+    if enabled.source == "override" and override is not None:
         return {
             "from": "override",
             "actor": override.actor,
@@ -56,7 +66,7 @@ def enabled_source(definition: JobDefinition, override: Override | None) -> dict
             "set_at": iso(override.updated_at),
             "expires_at": iso(override.expires_at) if override.expires_at else None,
         }
-    if definition.entry is None:
+    if enabled.source == "not configured" or definition.entry is None:
         return {"from": "not configured", "where": None}
     return {"from": "config", "where": definition.entry.source or None}
 
@@ -86,19 +96,20 @@ def job_summary(
     last: Mapping[str, RunRecord],
     now: datetime,
 ) -> dict[str, Any]:
-    enabled = _effective(definition, overrides)
+    override = overrides.get(definition.name)
+    enabled = effective_enabled(catalog, definition, override, now=now)
     last_run = last.get(definition.name)
-    source = enabled_source(definition, overrides.get(definition.name))
+    source = enabled_source(definition, enabled, override)
     return {
         "name": definition.name,
         "extension": definition.extension,
         "job": definition.job.name,
         "schedule": definition.schedule,
         "timezone": definition.timezone,
-        "enabled": enabled,
+        "enabled": enabled.job,
         "enabled_source": source,
         "configured": definition.configured,
-        "next_run": iso(next_fire(definition, catalog, enabled, now)) if enabled else None,
+        "next_run": iso(next_fire(definition, enabled, now)) if enabled.job else None,
         "last_status": last_run.status if last_run else None,
     }
 
@@ -148,16 +159,18 @@ def show_job(state: CliState, name: str, count: int, as_json: bool) -> None:
     override: Override | None = None
     changes: list[OverrideChange] = []
     if state.has_database:
-        from sp_scheduler.store import get_override, history, override_changes
+        # `jobs show` works offline: psycopg only with a database.
+        from sp_scheduler.store import get_override, history, override_changes  # noqa: PLC0415
 
         with state.database() as conn:
             override = get_override(conn, name)
             changes = override_changes(conn, name, limit=CHANGES_SHOWN)
             runs = history(conn, job=name, limit=5)
-    enabled = definition.enabled(override.enabled if override else None)
+    now = datetime.now(UTC)
+    enabled = effective_enabled(catalog, definition, override, now=now)
     upcoming: list[datetime] = []
-    if definition.cron is not None and enabled and catalog.scheduler_enabled:
-        upcoming = list(islice(definition.cron.iter_after(datetime.now(UTC)), count))
+    if definition.cron is not None and enabled.value:
+        upcoming = list(islice(definition.cron.iter_after(now), count))
     entry = definition.entry
     details: dict[str, Any] = {
         "name": definition.name,
@@ -169,7 +182,7 @@ def show_job(state: CliState, name: str, count: int, as_json: bool) -> None:
         "timezone": definition.timezone,
         "configured": definition.configured,
         "source": entry.source if entry else None,
-        "enabled": enabled,
+        "enabled": enabled.job,
         "yaml_enabled": definition.yaml_enabled,
         "override": None
         if override is None
@@ -180,7 +193,7 @@ def show_job(state: CliState, name: str, count: int, as_json: bool) -> None:
             "updated_at": iso(override.updated_at),
             "expires_at": iso(override.expires_at) if override.expires_at else None,
         },
-        "enabled_source": enabled_source(definition, override),
+        "enabled_source": enabled_source(definition, enabled, override),
         "override_changes": [change.to_dict() for change in changes],
         "run_on_startup": {"code": definition.job.run_on_startup, "effective": definition.run_on_startup},
         "params": dict(definition.params),

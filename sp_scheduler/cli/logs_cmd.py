@@ -11,13 +11,13 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import click
+import psycopg
 
 from sp_scheduler.cli.state import CliState, echo_json, pass_state
 from sp_scheduler.errors import DatabaseUnavailable, UsageError
+from sp_scheduler.store import query_logs
 
 if TYPE_CHECKING:
-    import psycopg
-
     from sp_scheduler.store import LogRecordRow
 
 LEVELS = ("debug", "info", "warning", "error", "critical")
@@ -90,10 +90,6 @@ def view_cmd(
     as_json: bool,
 ) -> None:
     """The newest log lines, oldest first, filtered by level (at least), age, job and run."""
-    import psycopg
-
-    from sp_scheduler.store import query_logs
-
     filters: dict[str, Any] = {
         "min_level": level,
         "since": parse_since(since) if since else None,
@@ -121,8 +117,6 @@ def _print(rows: Sequence[tuple[int, LogRecordRow]], as_json: bool) -> None:
 
 def _newest_id(conn: psycopg.Connection[Any]) -> int:
     """Where following starts when nothing matched yet: after the newest line of any kind."""
-    from sp_scheduler.store import query_logs
-
     newest = query_logs(conn, limit=1)
     return newest[0][0] if newest else 0
 
@@ -136,8 +130,6 @@ def _follow(
     become visible after one with a higher id was printed. Each poll therefore reads again from the
     newest id seen `LATE_COMMIT_WINDOW` seconds before, and skips the lines it printed already.
     """
-    from sp_scheduler.store import query_logs
-
     marks: deque[tuple[float, int]] = deque([(time.monotonic(), floor)])  # (when, newest id seen then)
     newest = max(printed, default=floor)
     try:

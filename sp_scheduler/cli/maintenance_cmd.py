@@ -34,7 +34,7 @@ def run_shortcut(state: CliState, job: str, params: dict[str, str], *, force: bo
     definition = core_definition(state, job)
     checked = check_params(definition.name, definition.job.parameters, params, state.settings.param_roots())
     with state.database() as conn:
-        check_enabled(conn, definition, force)
+        check_enabled(conn, state.catalog(), definition, force)
     records = run_local(state, [definition], {definition.name: checked})
     if as_json:
         echo_json([record.to_dict() for record in records])

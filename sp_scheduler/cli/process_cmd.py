@@ -9,11 +9,14 @@ import tempfile
 from typing import Any
 
 import click
+from celery.bin.celery import celery
+from celery.signals import beat_init, worker_process_shutdown
 
 from sp_scheduler.cli.state import CliState, pass_state
 from sp_scheduler.config import DEFAULT_QUEUE
 from sp_scheduler.errors import UsageError
 from sp_scheduler.logfmt import configure_logging
+from sp_scheduler.worker import create_app
 
 
 def preflight(state: CliState) -> None:
@@ -28,8 +31,6 @@ def preflight(state: CliState) -> None:
 @pass_state
 def worker_cmd(state: CliState, celery_args: tuple[str, ...]) -> None:
     """Run a Celery worker for the job queues; extra arguments go to `celery worker` (e.g. -c 4)."""
-    from sp_scheduler.worker import create_app
-
     args = list(celery_args)
     check_pool(args)
     preflight(state)
@@ -58,8 +59,6 @@ def worker_cmd(state: CliState, celery_args: tuple[str, ...]) -> None:
 
 def run_celery(app: Any, argv: list[str]) -> int:
     """Run a `celery` command in-process and return its exit status (`app.worker_main` drops it)."""
-    from celery.bin.celery import celery
-
     celery.params[0].default = app
     try:
         code = celery.main(args=argv, standalone_mode=False)
@@ -111,9 +110,8 @@ def option_values(args: list[str], short: str, long: str) -> list[str]:
 
 
 def _serve_worker_metrics(port: int) -> None:
-    from celery.signals import worker_process_shutdown
-
-    from sp_scheduler.metrics import mark_process_dead, serve_multiprocess
+    # After PROMETHEUS_MULTIPROC_DIR is set.
+    from sp_scheduler.metrics import mark_process_dead, serve_multiprocess  # noqa: PLC0415
 
     serve_multiprocess(port)
 
@@ -128,10 +126,6 @@ def _serve_worker_metrics(port: int) -> None:
 @pass_state
 def beat_cmd(state: CliState, celery_args: tuple[str, ...]) -> None:
     """Run the scheduler (celery beat on RedBeat); start several for standby, one leads. SIGHUP re-syncs."""
-    from celery.signals import beat_init
-
-    from sp_scheduler.worker import create_app
-
     preflight(state)
     configure_logging()
     args = list(celery_args)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import click
+import redis
 
+from sp_scheduler import dead_letters
 from sp_scheduler.cli.state import CliState, echo_json, echo_table, pass_state
 from sp_scheduler.errors import BrokerUnavailable, UsageError
-from sp_scheduler.redact import redact_text, redis_where
+from sp_scheduler.redact import redis_problem
 
 RAW_SHOWN = 60  # characters of each item in the table (--json shows it whole)
 
@@ -24,10 +26,6 @@ def queue_group() -> None:
 @pass_state
 def dead_letters_cmd(state: CliState, as_json: bool, limit: int | None, drop: bool, requeue: bool) -> None:
     """List the queue items workers set aside as unusable (newest first), or drop or requeue them all."""
-    import redis
-
-    from sp_scheduler import dead_letters
-
     if drop and requeue:
         raise UsageError("choose one of --drop and --requeue")
     client = redis.Redis.from_url(state.settings.redis_url, socket_connect_timeout=3, socket_timeout=10)
@@ -41,7 +39,7 @@ def dead_letters_cmd(state: CliState, as_json: bool, limit: int | None, drop: bo
         letters = dead_letters.read(client, limit)
     except redis.RedisError as exc:
         url = state.settings.redis_url
-        raise BrokerUnavailable(f"cannot reach Redis at {redis_where(url)}: {redact_text(str(exc), url)}") from None
+        raise BrokerUnavailable(redis_problem(url, exc)) from None
     if as_json:
         echo_json({"dead_letters": [letter.to_dict() for letter in letters]})
         return

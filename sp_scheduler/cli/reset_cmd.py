@@ -6,6 +6,7 @@ import click
 
 from sp_scheduler.cli.runs_cmd import _request_beat_sync
 from sp_scheduler.cli.state import CliState, pass_state
+from sp_scheduler.store import reset_override
 
 
 @click.command("reset")
@@ -14,8 +15,6 @@ from sp_scheduler.cli.state import CliState, pass_state
 @pass_state
 def reset_cmd(state: CliState, names: tuple[str, ...], reason: str | None) -> None:
     """Clear the override of each job: back to the config's (YAML and profile) enabled value."""
-    from sp_scheduler.store import reset_override
-
     catalog = state.catalog()
     definitions = [catalog.get(name) for name in names]  # every name is checked before anything changes
     changed = False

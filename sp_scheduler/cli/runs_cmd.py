@@ -10,8 +10,10 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from typing import TYPE_CHECKING, Any, cast
 
 import click
+import redis
 
-from sp_scheduler.catalog import JobDefinition
+from sp_scheduler.catalog import Catalog, JobDefinition, effective_enabled
+from sp_scheduler.cli.expiry import expiry
 from sp_scheduler.cli.state import CliState, echo_json, echo_table, pass_state
 from sp_scheduler.errors import (
     BrokerUnavailable,
@@ -22,9 +24,11 @@ from sp_scheduler.errors import (
     UsageError,
     WaitTimedOut,
 )
+from sp_scheduler.keys import SYNC_REQUESTED
 from sp_scheduler.params import check_params
-from sp_scheduler.redact import redact_text, redis_where
+from sp_scheduler.redact import redis_problem
 from sp_scheduler.run_status import FINISHED_STATUSES, RUN_STATUSES, RunStatus
+from sp_scheduler.store import describe_url, enqueue_run, finish_run, get_override, get_run, history, set_enabled
 
 if TYPE_CHECKING:
     import psycopg
@@ -43,14 +47,13 @@ def parse_params(pairs: Sequence[str]) -> dict[str, str]:
     return params
 
 
-def check_enabled(conn: psycopg.Connection[Any], definition: JobDefinition, force: bool) -> None:
+def check_enabled(conn: psycopg.Connection[Any], catalog: Catalog, definition: JobDefinition, force: bool) -> None:
     """Refuse a disabled job unless `force` (then say so): the rule every manual run follows."""
-    from sp_scheduler.store import get_override
-
     override = get_override(conn, definition.name)
     # Only an explicit disable needs --force: a registered job absent from the YAML runs by hand as is.
-    explicit = override.enabled if override else (definition.entry.enabled if definition.entry else None)
-    if explicit is None or explicit:
+    # The scheduler-wide switch stops slots, not manual runs.
+    enabled = effective_enabled(catalog, definition, override)
+    if enabled.source == "not configured" or enabled.job:
         return
     if force:
         click.echo(f"note: {definition.name} is disabled; running it anyway (--force)", err=True)
@@ -62,11 +65,10 @@ def check_enabled(conn: psycopg.Connection[Any], definition: JobDefinition, forc
 
 def _enqueue(state: CliState, conn: psycopg.Connection[Any], definition: JobDefinition, params: dict[str, Any]) -> str:
     """Record a queued manual run, then publish it; a publish failure marks the row failed, so nothing hides."""
-    from kombu.exceptions import OperationalError
+    from kombu.exceptions import OperationalError  # noqa: PLC0415 -- celery loads only for a run sent to workers
 
-    from sp_scheduler.runner import RunRequest
-    from sp_scheduler.store import enqueue_run, finish_run
-    from sp_scheduler.worker import create_app, send_run
+    from sp_scheduler.runner import RunRequest  # noqa: PLC0415 -- celery loads only for a run sent to workers
+    from sp_scheduler.worker import create_app, send_run  # noqa: PLC0415 -- celery loads only for a run sent to workers
 
     run_id = str(uuid.uuid4())
     merged = {**definition.params, **params}
@@ -82,7 +84,7 @@ def _enqueue(state: CliState, conn: psycopg.Connection[Any], definition: JobDefi
         )
     except OperationalError as exc:
         url = state.settings.redis_url
-        message = f"cannot reach Redis at {redis_where(url)}: {redact_text(str(exc), url)}"
+        message = redis_problem(url, exc)
         finish_run(
             conn,
             run_id,
@@ -99,8 +101,6 @@ def _enqueue(state: CliState, conn: psycopg.Connection[Any], definition: JobDefi
 
 def _wait(conn: psycopg.Connection[Any], run_ids: list[str], timeout: float) -> list[RunRecord]:
     """Poll the ledger until every run is finished, or give up at the deadline."""
-    from sp_scheduler.store import get_run
-
     deadline = time.monotonic() + timeout
     interval = 0.05
     while True:
@@ -152,7 +152,7 @@ def run_jobs(
     checked = {d.name: check_params(d.name, d.job.parameters, params, roots) for d in definitions}
     with state.database() as conn:
         for definition in definitions:
-            check_enabled(conn, definition, force)
+            check_enabled(conn, catalog, definition, force)
         if local:
             records = run_local(state, definitions, checked)
         else:
@@ -176,8 +176,8 @@ def run_jobs(
 
 def run_local(state: CliState, definitions: list[JobDefinition], checked: dict[str, dict[str, Any]]) -> list[RunRecord]:
     """Run jobs in this process through the worker's code path, so each is recorded in the ledger."""
-    from sp_scheduler.runner import RunRequest, WorkerRuntime, execute_run
-    from sp_scheduler.store import enqueue_run
+    # Celery loads only for runs.
+    from sp_scheduler.runner import RunRequest, WorkerRuntime, execute_run  # noqa: PLC0415
 
     runtime = WorkerRuntime(state.settings)
     records = []
@@ -204,13 +204,11 @@ def run_local(state: CliState, definitions: list[JobDefinition], checked: dict[s
 
 def _wait_recorded(recorded: Future[RunRecord], state: CliState) -> RunRecord:
     """The run's stored row, once the run keeper has written its outcome."""
-    from sp_scheduler.runner import OUTCOME_FLUSH_SECONDS
+    from sp_scheduler.runner import OUTCOME_FLUSH_SECONDS  # noqa: PLC0415 -- celery loads only for runs
 
     try:
         return recorded.result(timeout=OUTCOME_FLUSH_SECONDS)
     except FutureTimeout:
-        from sp_scheduler.store import describe_url
-
         where = describe_url(state.settings.require_database_url())
         raise DatabaseUnavailable(f"cannot record the run's outcome: Postgres at {where} does not answer") from None
 
@@ -223,8 +221,6 @@ def _wait_recorded(recorded: Future[RunRecord], state: CliState) -> RunRecord:
 @pass_state
 def history_cmd(state: CliState, job: str | None, limit: int, status: str | None, as_json: bool) -> None:
     """Recent runs, newest first: trigger, slot, timings, status, stats, worker."""
-    from sp_scheduler.store import history
-
     with state.database() as conn:
         records = history(conn, job=job, status=cast(RunStatus | None, status), limit=limit)
         if (
@@ -259,9 +255,6 @@ def history_cmd(state: CliState, job: str | None, limit: int, status: str | None
 def _set_enabled(
     state: CliState, name: str, enabled: bool, reason: str | None, for_: str | None = None, until: str | None = None
 ) -> None:
-    from sp_scheduler.cli.expiry import expiry
-    from sp_scheduler.store import set_enabled
-
     expires_at = expiry(for_, until)
     definition = state.catalog().get(name)
     with state.database() as conn:
@@ -277,10 +270,6 @@ def _set_enabled(
 
 def _request_beat_sync(state: CliState) -> None:
     """Tell the leading beat to apply the override now (it also re-syncs every few seconds anyway)."""
-    import redis
-
-    from sp_scheduler.keys import SYNC_REQUESTED
-
     try:
         redis.Redis.from_url(state.settings.redis_url, socket_connect_timeout=2, socket_timeout=2).set(
             SYNC_REQUESTED, "1", ex=60

@@ -38,7 +38,8 @@ class CliState:
     @contextmanager
     def database(self) -> Iterator[psycopg.Connection[Any]]:
         """A connection to a database whose schema is current (one-line errors otherwise)."""
-        from sp_scheduler.store import connect, require_current_schema
+        # Offline commands must not load psycopg.
+        from sp_scheduler.store import connect, require_current_schema  # noqa: PLC0415
 
         with connect(self.settings.require_database_url()) as conn:
             require_current_schema(conn)

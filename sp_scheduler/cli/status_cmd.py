@@ -3,24 +3,23 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
 
 import click
+import redis
 
 from sp_scheduler import keys
 from sp_scheduler.cli.state import CliState, echo_json, echo_table, iso, pass_state
 from sp_scheduler.config import DEFAULT_QUEUE
 from sp_scheduler.errors import BrokerUnavailable
-from sp_scheduler.redact import redact_text, redis_where
+from sp_scheduler.redact import redis_problem
 from sp_scheduler.run_status import FAILED_STATUSES
 from sp_scheduler.status import CheckCode, JobHealth, beat_state, check_code, job_health, recent_workers
+from sp_scheduler.store import get_overrides, last_with_status
 
 
 def _redis_facts(
     state: CliState, queues: list[str]
-) -> tuple[dict[str, str], list[Any], list[Any], dict[str, int], int]:
-    import redis
-
+) -> tuple[dict[str, str], list[tuple[str, float]], list[tuple[str, float]], dict[str, int], int]:
     client = redis.Redis.from_url(state.settings.redis_url, decode_responses=True, socket_connect_timeout=3)
     try:
         with client.pipeline() as pipe:
@@ -33,7 +32,7 @@ def _redis_facts(
             leader, instances, workers, dead_letters, *depths = pipe.execute()
     except redis.RedisError as exc:
         url = state.settings.redis_url
-        raise BrokerUnavailable(f"cannot reach Redis at {redis_where(url)}: {redact_text(str(exc), url)}") from None
+        raise BrokerUnavailable(redis_problem(url, exc)) from None
     return leader, instances, workers, dict(zip(queues, depths, strict=True)), int(dead_letters)
 
 
@@ -47,8 +46,6 @@ def _redis_facts(
 @pass_state
 def status_cmd(state: CliState, as_json: bool, check: bool) -> None:
     """Beat leader and last tick, workers seen, queue depth, and per job last success/failure and lateness."""
-    from sp_scheduler.store import get_overrides, last_with_status
-
     catalog = state.catalog()
     queues = sorted({DEFAULT_QUEUE, *(d.queue for d in catalog)})
     leader, instances, workers, depths, dead_letters = _redis_facts(state, queues)

@@ -9,10 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 
+from sp_scheduler import keys
 from sp_scheduler.embedded import embedded_redis
 from tests.integration.conftest import System
 from tests.support import free_port, wait_until
+from tests.support.processes import start_process
 from tests.support.proxy import postgres_proxy, redis_proxy, through
 
 pytestmark = pytest.mark.integration
@@ -216,10 +219,6 @@ def test_jobs_status_reports_beat_workers_queues_and_jobs(system: System) -> Non
 
 
 def test_an_undecodable_entry_is_logged_and_skipped(system: System) -> None:
-    import redis
-
-    from sp_scheduler import keys
-
     system.configure([job("healthy", "* * * * * *", overlap="allow")])
     system.worker()
     # Planted before beat starts: its first tick fires due entries before its first sync (which
@@ -242,8 +241,6 @@ def test_an_undecodable_entry_is_logged_and_skipped(system: System) -> None:
 
 
 def test_beat_and_worker_refuse_an_unmigrated_database(system: System, empty_database_url: str) -> None:
-    from tests.support.processes import start_process
-
     for command in ("beat", "worker"):
         process = start_process(command, [command], system.env(SP_DATABASE_URL=empty_database_url), system.log_dir)
         assert process.popen.wait(timeout=60) == 4, process.output()

@@ -20,7 +20,8 @@ from sp_scheduler.config import DEFAULT_QUEUE
 from sp_scheduler.errors import ExitCode
 from tests.integration.conftest import System
 from tests.support import wait_until
-from tests.support.processes import ManagedProcess
+from tests.support.processes import ManagedProcess, start_process
+from tests.support.proxy import redis_proxy
 
 pytestmark = pytest.mark.integration
 
@@ -213,7 +214,6 @@ def test_a_killed_pool_process_run_is_lost_within_seconds(system: System, tmp_pa
 def test_a_worker_that_cannot_go_on_exits_non_zero(system: System, tmp_path: Path) -> None:
     # Celery stops a worker whose pidfile a live process holds, once its blueprint starts (the same path
     # as "Unrecoverable error"); the process must say so to its supervisor, not exit 0.
-    from tests.support.processes import start_process
 
     system.configure([job("noop")])
     pidfile = tmp_path / "worker.pid"
@@ -237,7 +237,6 @@ def test_workers_run_without_gossip_and_mingle(system: System) -> None:
 def test_a_worker_without_gossip_survives_a_broker_reconnect(system: System) -> None:
     # A check that turning gossip off costs nothing on a reconnect. (A cut proxy does not reproduce
     # gossip's "Error on restarting Gossip"; test_workers_run_without_gossip_and_mingle covers it.)
-    from tests.support.proxy import redis_proxy
 
     proxy, proxied = redis_proxy(system.redis_url)
     system.configure([job("noop")])

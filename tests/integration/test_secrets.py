@@ -61,7 +61,10 @@ OFFLINE = {"cron next", "cron prev", "config validate"}
 
 
 def leaf_commands(group: click.Group, prefix: tuple[str, ...] = ()) -> Iterator[str]:
-    for name, command in group.commands.items():
+    ctx = click.Context(group)
+    for name in group.list_commands(ctx):  # the CLI imports its commands' modules lazily: ask, not `.commands`
+        command = group.get_command(ctx, name)
+        assert command is not None, name
         if isinstance(command, click.Group):
             yield from leaf_commands(command, (*prefix, name))
         else:

@@ -8,8 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from celery import Celery
 
+from sp_scheduler import dead_letters
 from sp_scheduler.embedded import embedded_redis
 from sp_scheduler.runner import RunRequest
 from sp_scheduler.settings import Settings
@@ -104,10 +106,6 @@ def test_messages_with_wrong_or_missing_arguments_leave_failed_rows_and_the_work
         assert row["message"].startswith("refused: the run message's arguments are unusable: "), row
         assert reason in row["message"], row
     # The message that names no run has no row to fail: it is set aside in the dead-letter list.
-    import redis
-
-    from sp_scheduler import dead_letters
-
     client = redis.Redis.from_url(system.redis_url)
     try:
         letters = wait_until(lambda: dead_letters.read(client), timeout=30, message="no dead letter")

@@ -15,6 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
 
 from tests.integration.conftest import System
 
@@ -137,9 +140,6 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 @pytest.fixture
 def browser(tmp_path: Path) -> Iterator[Any]:
     """Headless Chromium from Debian's packages, driven by its chromedriver."""
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
     options = webdriver.ChromeOptions()
     options.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
     for flag in (
@@ -166,8 +166,6 @@ def browser(tmp_path: Path) -> Iterator[Any]:
 def test_a_real_browser_opens_the_site_and_follows_a_link(
     system: System, services: Path, served: tuple[Path, str], browser: Any
 ) -> None:
-    from selenium.webdriver.common.by import By
-
     output, origin = served
     code, record = publish(system, services, output)
     assert code == 0, record

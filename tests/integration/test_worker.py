@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from celery import Celery
+from redbeat.schedulers import get_redis
 
 from sp_scheduler.errors import ExitCode
 from sp_scheduler.runner import RunRequest
@@ -18,6 +19,7 @@ from sp_scheduler.store import FINISHED_STATUSES, connect, query_logs, slot_run_
 from sp_scheduler.worker import create_app, send_run
 from tests.integration.conftest import System
 from tests.support import free_port, wait_until
+from tests.support.proxy import postgres_proxy, through
 
 pytestmark = pytest.mark.integration
 
@@ -258,8 +260,6 @@ def test_unknown_job_run_is_refused_before_enqueueing(system: System) -> None:
 
 
 def test_a_slot_delivered_while_postgres_is_away_runs_once_it_is_back(system: System) -> None:
-    from tests.support.proxy import postgres_proxy, through
-
     proxy = postgres_proxy(system.database_url)
     proxied = through(system.database_url, proxy)
     system.configure([job("noop", schedule="* * * * * *", misfire_grace=OLD_SLOTS_GRACE)])
@@ -280,7 +280,6 @@ def test_a_slot_delivered_while_postgres_is_away_runs_once_it_is_back(system: Sy
 def test_broker_and_beat_connections_ask_for_tcp_keepalives(redis_url: str) -> None:
     # What lets a worker notice a Redis that vanished without closing its connection (its BRPOP would
     # otherwise wait forever). Checked on real sockets; a local test cannot make Redis vanish silently.
-    from redbeat.schedulers import get_redis
 
     app = create_app(Settings(redis_url=redis_url))
     with app.connection_for_read() as broker:

@@ -14,6 +14,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
+
 from tests.support import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -22,8 +24,6 @@ TESTING_EXTENSION = "tests.support.jobs:extension"
 
 def write_config(path: Path, jobs: Sequence[Mapping[str, object]] = (), *, enabled: bool = True) -> Path:
     """A config.yaml that loads the `testing` extension plus the given job entries."""
-    import yaml
-
     document = {"scheduler": {"enabled": enabled, "extensions": [TESTING_EXTENSION], "jobs": list(jobs)}}
     path.write_text(yaml.safe_dump(document, sort_keys=False))
     return path

@@ -5,6 +5,9 @@ from __future__ import annotations
 import socket
 import threading
 from contextlib import suppress
+from urllib.parse import urlsplit
+
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 
 class CuttableProxy:
@@ -88,8 +91,6 @@ class CuttableProxy:
 
 def postgres_proxy(database_url: str) -> CuttableProxy:
     """A proxy in front of the Postgres server behind `database_url` (TCP or Unix socket)."""
-    from psycopg.conninfo import conninfo_to_dict
-
     info = conninfo_to_dict(database_url)
     host, port = str(info.get("host") or "127.0.0.1"), int(info.get("port") or 5432)
     return CuttableProxy(f"{host}/.s.PGSQL.{port}" if host.startswith("/") else (host, port))
@@ -97,15 +98,11 @@ def postgres_proxy(database_url: str) -> CuttableProxy:
 
 def through(database_url: str, proxy: CuttableProxy) -> str:
     """`database_url` reaching its server through `proxy`."""
-    from psycopg.conninfo import make_conninfo
-
     return make_conninfo(database_url, host="127.0.0.1", port=proxy.port)
 
 
 def redis_proxy(redis_url: str) -> tuple[CuttableProxy, str]:
     """A proxy in front of the Redis server behind `redis_url`, and that URL through the proxy."""
-    from urllib.parse import urlsplit
-
     parts = urlsplit(redis_url)
     proxy = CuttableProxy((parts.hostname or "127.0.0.1", parts.port or 6379))
     netloc = parts.netloc.rsplit("@", 1)[0] + "@" if "@" in parts.netloc else ""

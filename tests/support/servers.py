@@ -16,6 +16,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+import psycopg
+import redis
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
+
+from sp_scheduler.embedded import answers_postgres, answers_redis, embedded_postgres, embedded_redis
+from sp_scheduler.store import connect, migrate
 from tests.support import wait_until
 
 EMBEDDED_ENV = "SP_TEST_EMBEDDED"
@@ -36,8 +43,6 @@ def embedded_forced() -> bool:
 
 def postgres_answers(url: str, timeout: float = PROBE_TIMEOUT) -> bool:
     """Whether a Postgres server accepts a connection at `url` within `timeout` seconds."""
-    from sp_scheduler.embedded import answers_postgres
-
     return answers_postgres(url, timeout)
 
 
@@ -52,7 +57,6 @@ def postgres_server(directory: Path) -> Iterator[str]:
         if postgres_answers(LOCAL_POSTGRES_URL):
             yield LOCAL_POSTGRES_URL
             return
-    from sp_scheduler.embedded import embedded_postgres
 
     with embedded_postgres(directory) as url:
         yield url
@@ -60,8 +64,6 @@ def postgres_server(directory: Path) -> Iterator[str]:
 
 def with_database(url: str, dbname: str) -> str:
     """The same server and credentials as `url`, another database; URLs stay URLs (socket ones too)."""
-    from psycopg.conninfo import make_conninfo
-
     parts = urlsplit(url)
     if parts.scheme in {"postgres", "postgresql"}:
         return urlunsplit(parts._replace(path=f"/{dbname}"))
@@ -71,17 +73,12 @@ def with_database(url: str, dbname: str) -> str:
 @contextmanager
 def scratch_database(server_url: str, *, migrated: bool) -> Iterator[str]:
     """A fresh database on the server (migrated to the current schema if asked), dropped afterwards."""
-    import psycopg
-    from psycopg import sql
-
     name = f"sp_test_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(server_url, autocommit=True) as admin:
         admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     url = with_database(server_url, name)
     try:
         if migrated:
-            from sp_scheduler.store import connect, migrate
-
             with connect(url, autocommit=True) as conn:
                 migrate(conn)
         yield url
@@ -95,8 +92,6 @@ def scratch_database(server_url: str, *, migrated: bool) -> Iterator[str]:
 
 def redis_answers(url: str, timeout: float = PROBE_TIMEOUT) -> bool:
     """Whether a Redis-compatible server answers PING at `url` within `timeout` seconds."""
-    from sp_scheduler.embedded import answers_redis
-
     return answers_redis(url, timeout)
 
 
@@ -111,7 +106,6 @@ def redis_server(directory: Path) -> Iterator[str]:
         if redis_answers(LOCAL_REDIS_URL):
             yield LOCAL_REDIS_URL
             return
-    from sp_scheduler.embedded import embedded_redis
 
     with embedded_redis(directory) as url:
         yield url
@@ -125,8 +119,6 @@ def with_redis_db(url: str, db: int) -> str:
 @contextmanager
 def leased_redis_db(server_url: str, timeout: float = 120.0) -> Iterator[str]:
     """Lease one of databases 1-15 for the caller (database 0 holds the leases), release it afterwards."""
-    import redis
-
     registry = redis.Redis.from_url(with_redis_db(server_url, 0))
     token = uuid.uuid4().hex
 
@@ -151,8 +143,6 @@ def leased_redis_db(server_url: str, timeout: float = 120.0) -> Iterator[str]:
 
 def flush_redis_db(url: str) -> None:
     """Empty the one database `url` names (not the whole server)."""
-    import redis
-
     client = redis.Redis.from_url(url)
     try:
         client.flushdb()

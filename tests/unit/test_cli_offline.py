@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from sp_scheduler.cli import cli
-from sp_scheduler.cli.process_cmd import CELERY_TASK_LOGGERS, quiet_celery_task_lines
+from sp_scheduler.cli.process_cmd import CELERY_TASK_LOGGERS, check_pool, quiet_celery_task_lines
 from sp_scheduler.errors import ExitCode
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -167,8 +167,6 @@ def test_worker_refuses_pools_that_share_a_process_between_runs(runner: CliRunne
 
 
 def test_worker_pool_check_accepts_prefork_and_solo() -> None:
-    from sp_scheduler.cli.process_cmd import check_pool
-
     for args in (["-P", "prefork"], ["--pool=solo"], ["-Psolo", "-c", "2"], ["-c", "4"]):
         check_pool(args)
 

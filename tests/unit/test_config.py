@@ -8,7 +8,7 @@ import pytest
 
 from sp_scheduler.catalog import check_catalog, load_catalog
 from sp_scheduler.config import load_config, read_config
-from sp_scheduler.errors import ConfigError
+from sp_scheduler.errors import ConfigError, UsageError
 from sp_scheduler.settings import Settings
 
 SHIPPED = Path(__file__).resolve().parents[2] / "services" / "scheduler" / "config.yaml"
@@ -222,6 +222,36 @@ def test_profile_overrides_schedule_and_enabled_by_extension_and_job(tmp_path: P
     assert untouched is not None and untouched.schedule == "0 0 4 * * *"
 
 
+def test_a_job_the_profile_adds_keeps_its_own_fields_over_the_defaults(tmp_path: Path) -> None:
+    base = write(tmp_path, "scheduler:\n  timezone: Europe/Berlin\n  jobs: []\n")
+    profile = write(
+        tmp_path,
+        "scheduler:\n  jobs:\n"
+        '    - {extension: testing, job: noop, schedule: "0 * * * * *", enabled: false, timezone: UTC,'
+        " queue: slow, overlap: allow, timeout: 5, misfire_grace: 0, params: {a: 1}}\n"
+        '    - {extension: testing, job: other, name: renamed, schedule: "0 * * * * *"}\n',
+        "profile.yaml",
+    )
+    config = load_config(base, profile)
+    added = config.job("noop")
+    assert added is not None
+    assert (added.enabled, added.timezone, added.queue, added.overlap) == (False, "UTC", "slow", "allow")
+    assert (added.timeout, added.misfire_grace, dict(added.params)) == (5.0, 0.0, {"a": 1})
+    assert added.source.endswith("profile.yaml:3")
+    defaults = config.job("renamed")
+    assert defaults is not None and (defaults.job, defaults.enabled, defaults.timezone) == (
+        "other",
+        True,
+        "Europe/Berlin",
+    )
+    assert (defaults.queue, defaults.overlap, defaults.timeout, defaults.misfire_grace) == (
+        "sp_scheduler",
+        "skip",
+        None,
+        None,
+    )
+
+
 def test_profile_problems_are_reported(tmp_path: Path) -> None:
     profile = write(tmp_path, "scheduler:\n  jobs:\n    - {job: x, schedule: '0 * * * *'}\n", "profile.yaml")
     reasons = [p.reason for p in read_config(SHIPPED, profile).problems]
@@ -311,8 +341,6 @@ def test_an_alias_shared_without_a_cycle_still_loads(tmp_path: Path) -> None:
     ],
 )
 def test_bad_settings_are_refused_in_one_line(env: dict[str, str], message: str) -> None:
-    from sp_scheduler.errors import UsageError
-
     with pytest.raises(UsageError, match=None) as raised:
         Settings.from_env(env)
     assert message in str(raised.value)

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from sp_scheduler.cron import CronExpression, load_zone, parse_schedule
-from sp_scheduler.errors import InvalidCronExpression, InvalidTimeZone
+from sp_scheduler.errors import CronError, ExitCode, InvalidCronExpression, InvalidTimeZone, NoFireTime, SchedulerError
 
 WED = datetime(2026, 5, 13, 10, 7, 23, tzinfo=UTC)  # a Wednesday
 
@@ -312,6 +312,19 @@ def test_end_of_year_rollover(expr: str, expected: datetime) -> None:
 def test_no_fire_before_year_10000() -> None:
     with pytest.raises(ValueError, match="no fire time before year 10000"):
         CronExpression.parse("0 0 0 29 2 *").next_after(utc(9997, 1, 1))
+
+
+def test_cron_errors_belong_to_the_projects_tree_and_stay_value_errors() -> None:
+    with pytest.raises(NoFireTime) as no_fire:
+        CronExpression.parse("0 0 0 29 2 *").next_after(utc(9997, 1, 1))
+    with pytest.raises(NoFireTime) as none_before:
+        CronExpression.parse("0 0 0 29 2 *").prev_before(utc(4, 2, 1))
+    with pytest.raises(InvalidCronExpression) as invalid:
+        CronExpression.parse("0 0 0 30 2 *")
+    for caught in (no_fire.value, none_before.value, invalid.value):
+        assert isinstance(caught, CronError) and isinstance(caught, SchedulerError) and isinstance(caught, ValueError)
+        assert caught.exit_code == ExitCode.INVALID
+    assert str(none_before.value).startswith("cron expression '0 0 0 29 2 *' has no fire time before 0004-02-01")
 
 
 # --- `after` handling -----------------------------------------------------------------------------

@@ -4,7 +4,18 @@ from __future__ import annotations
 
 import pytest
 
-from sp_scheduler.redact import MASK, postgres_where, redact_text, redact_url, redis_where, secrets_of
+from sp_scheduler.redact import (
+    MASK,
+    capability_secret,
+    postgres_where,
+    redact_capability,
+    redact_text,
+    redact_url,
+    redis_problem,
+    redis_where,
+    secrets_of,
+    url_host,
+)
 
 
 @pytest.mark.parametrize(
@@ -42,3 +53,33 @@ def test_where_forms_never_carry_the_password() -> None:
     assert redis_where("redis://:pw@cache:notaport/0") == "<malformed Redis URL>"
     assert postgres_where("postgresql://u:pw@db.example:6543/app") == "db.example:6543/app"
     assert "a/b" not in postgres_where("postgresql://u:a/b@db/app")
+
+
+WEBHOOK = "https://discord.com/api/webhooks/123/s3cr3t-token?wait=true"
+
+
+def test_a_webhook_shows_only_its_host() -> None:
+    assert url_host(WEBHOOK) == "discord.com"
+    assert url_host("not a url") == "?"
+    assert url_host("http://[::1") == "?"  # unbalanced bracket: urllib raises, the host is unknown
+
+
+def test_a_webhook_token_is_masked_in_quoted_text() -> None:
+    text = f"POST {WEBHOOK} failed; path /api/webhooks/123/s3cr3t-token, query wait=true"
+    masked = redact_capability(text, WEBHOOK)
+    assert "s3cr3t" not in masked and "wait=true" not in masked
+    assert masked == "POST <redacted> failed; path <redacted>, query <redacted>"
+    assert capability_secret(WEBHOOK) == "/api/webhooks/123/s3cr3t-token"
+    assert capability_secret("https://host") == "https://host"
+
+
+def test_a_redis_problem_names_the_server_and_masks_the_password_the_error_quotes() -> None:
+    url = "redis://:hunter2@cache:6380/1"
+    error = ConnectionError(f"Error connecting to {url}: refused (password hunter2)")
+    assert (
+        redis_problem(url, error)
+        == f"cannot reach Redis at cache:6380/1: Error connecting to {redact_url(url)}: refused (password {MASK})"
+    )
+    assert redis_problem(url, error, "cannot read heartbeats from").startswith(
+        "cannot read heartbeats from Redis at cache:6380/1: "
+    )

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -240,3 +240,22 @@ def summarize(outcomes: Sequence[RuleOutcome], *, extra: Sequence[str] = ()) -> 
     failed = sum(outcome.deferred for outcome in outcomes)
     base = JobResult.failure(message) if any(o.interrupted for o in outcomes) else JobResult.success()
     return base.with_stats(processed, failed).with_message(message)
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One rule of a cleanup run, with its query parameters and what its summary says about them."""
+
+    rule: Rule
+    params: Mapping[str, Any]
+    detail: str = ""
+
+
+async def run_rules(ctx: JobContext, plan: Callable[[datetime], Sequence[Step]]) -> JobResult:
+    """The body the cleanup jobs share: the batch options from the run's parameters, the cutoffs from
+    the database's clock (`plan(now)`), each step applied in order, one summary for the run."""
+    options = BatchOptions.from_context(ctx)
+    async with ctx.db_pool.connection() as conn:
+        steps = plan(await database_now(conn))
+        outcomes = [await apply_rule(conn, s.rule, s.params, options, ctx.logger, s.detail) for s in steps]
+    return summarize(outcomes)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from sp_scheduler import Job, JobContext, JobResult, Param
-from workers.core.batching import BATCH_PARAMS, BatchOptions, Rule, apply_rule, database_now, summarize
+from workers.core.batching import BATCH_PARAMS, Rule, Step, run_rules
 
 # The NOT EXISTS is checked again under the batch's row lock, and adding a message needs a share lock
 # on its context, so a message that arrives while the context is being deleted is never lost: either
@@ -25,10 +25,6 @@ class CleanupEmptyContexts(Job):
 
     async def execute(self, ctx: JobContext) -> JobResult:
         hours: int = ctx.param("hours")
-        options = BatchOptions.from_context(ctx)
-        async with ctx.db_pool.connection() as conn:
-            cutoff = await database_now(conn) - timedelta(hours=hours)
-            outcome = await apply_rule(
-                conn, EMPTY_CONTEXTS, {"cutoff": cutoff}, options, ctx.logger, f"older than {hours} h"
-            )
-        return summarize([outcome])
+        return await run_rules(
+            ctx, lambda now: [Step(EMPTY_CONTEXTS, {"cutoff": now - timedelta(hours=hours)}, f"older than {hours} h")]
+        )

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sp_scheduler import Job, JobContext, JobResult, Param
-from workers.core.batching import BATCH_PARAMS, BatchOptions, Rule, apply_rule, database_now, summarize
+from workers.core.batching import BATCH_PARAMS, Rule, Step, run_rules
 
 # Expiring ends the session the way a logout does (ended_at + reason), so the application sees one
 # notion of "ended" and the row stays for `days` as an audit trail.
@@ -40,10 +40,12 @@ class CleanupInactiveSessions(Job):
     async def execute(self, ctx: JobContext) -> JobResult:
         hours: int = ctx.param("hours")
         days: int = ctx.param("days")
-        options = BatchOptions.from_context(ctx)
-        async with ctx.db_pool.connection() as conn:
-            now = await database_now(conn)
+
+        def plan(now: datetime) -> list[Step]:
             params = {"idle_cutoff": now - timedelta(hours=hours), "ended_cutoff": now - timedelta(days=days)}
-            expired = await apply_rule(conn, IDLE_SESSIONS, params, options, ctx.logger, f"idle for over {hours} h")
-            removed = await apply_rule(conn, ENDED_SESSIONS, params, options, ctx.logger, f"ended over {days} days ago")
-        return summarize([expired, removed])
+            return [
+                Step(IDLE_SESSIONS, params, f"idle for over {hours} h"),
+                Step(ENDED_SESSIONS, params, f"ended over {days} days ago"),
+            ]
+
+        return await run_rules(ctx, plan)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from sp_scheduler import Job, JobContext, JobResult, Param
-from workers.core.batching import BATCH_PARAMS, BatchOptions, Rule, apply_rule, database_now, summarize
+from workers.core.batching import BATCH_PARAMS, Rule, Step, run_rules
 
 # Never upgraded (still anonymous, no upgraded_at), older than the cutoff, and no session still open:
 # someone who is signed in right now keeps their account whatever its age. Sessions, contexts (with
@@ -31,10 +31,6 @@ class CleanupAnonymousUsers(Job):
 
     async def execute(self, ctx: JobContext) -> JobResult:
         days: int = ctx.param("days")
-        options = BatchOptions.from_context(ctx)
-        async with ctx.db_pool.connection() as conn:
-            cutoff = await database_now(conn) - timedelta(days=days)
-            outcome = await apply_rule(
-                conn, ANONYMOUS_USERS, {"cutoff": cutoff}, options, ctx.logger, f"older than {days} days"
-            )
-        return summarize([outcome])
+        return await run_rules(
+            ctx, lambda now: [Step(ANONYMOUS_USERS, {"cutoff": now - timedelta(days=days)}, f"older than {days} days")]
+        )

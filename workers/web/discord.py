@@ -15,6 +15,8 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from sp_scheduler.redact import capability_secret, redact_capability, url_host
+
 if TYPE_CHECKING:  # httpx is imported when a report is posted, not whenever the extension is loaded
     import httpx
 
@@ -107,7 +109,7 @@ class Delivery:
 
 def webhook_host(url: str) -> str:
     """The part of a webhook URL that may be shown: its host."""
-    return urlsplit(url).hostname or "?"
+    return url_host(url)
 
 
 def check_webhook_url(url: str) -> None:
@@ -119,7 +121,7 @@ def check_webhook_url(url: str) -> None:
 
 async def post_embed(url: str, embed: Embed, *, logger: Logger, policy: RetryPolicy | None = None) -> Delivery:
     """POST the embed; retries per `policy`; WebhookError when it cannot be delivered."""
-    import httpx
+    import httpx  # noqa: PLC0415 -- config validate imports job modules; httpx only to post
 
     policy = policy or RetryPolicy()
     check_webhook_url(url)
@@ -151,7 +153,7 @@ async def _attempt(
     client: httpx.AsyncClient, url: str, embed: Embed, policy: RetryPolicy, attempt: int
 ) -> tuple[float | None, str]:
     """(None, "") when delivered; (seconds to wait, why) when worth retrying; raises when final."""
-    import httpx
+    import httpx  # noqa: PLC0415 -- config validate imports job modules; httpx only to post
 
     try:
         response = await client.post(url, json=embed.payload())
@@ -189,15 +191,7 @@ def _retry_after(response: httpx.Response) -> float | None:
 
 def _excerpt(response: httpx.Response, url: str) -> str:
     text = " ".join(response.text.split())[:200]
-    return _redact(text, url)
-
-
-def _redact(text: str, url: str) -> str:
-    parts = urlsplit(url)
-    for secret in (url, parts.path, parts.query):
-        if len(secret) > 1:
-            text = text.replace(secret, "<redacted>")
-    return text
+    return redact_capability(text, url)
 
 
 def _clip(text: str, limit: int) -> str:
@@ -210,11 +204,13 @@ class _Scrub(logging.Filter):
     def __init__(self, url: str) -> None:
         super().__init__()
         self.url = url
-        self.secret = urlsplit(url).path or url
+        self.secret = capability_secret(url)
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple):
-            record.args = tuple(_redact(str(arg), self.url) if self.secret in str(arg) else arg for arg in record.args)
+            record.args = tuple(
+                redact_capability(str(arg), self.url) if self.secret in str(arg) else arg for arg in record.args
+            )
         if isinstance(record.msg, str):
-            record.msg = _redact(record.msg, self.url)
+            record.msg = redact_capability(record.msg, self.url)
         return True
