@@ -130,7 +130,7 @@ def beat_cmd(state: CliState, celery_args: tuple[str, ...]) -> None:
     """Run the scheduler (celery beat on RedBeat); start several for standby, one leads. SIGHUP re-syncs."""
     from celery.signals import beat_init
 
-    from sp_scheduler.worker import create_app
+    from sp_scheduler.celery_app import configured_app
 
     preflight(state)
     configure_logging()
@@ -143,5 +143,5 @@ def beat_cmd(state: CliState, celery_args: tuple[str, ...]) -> None:
         scheduler = sender.scheduler
         signal.signal(signal.SIGHUP, lambda *_: scheduler.request_sync())
 
-    app = create_app(state.settings)
+    app = configured_app(state.settings)  # beat's own resources come from its settings (beat_resources.py)
     app.start(["beat", "-S", "sp_scheduler.beat:SlotScheduler", *args])

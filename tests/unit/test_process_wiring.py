@@ -1,6 +1,9 @@
-"""How processes are wired: Celery signals get one receiver per process, each app its own task and runtime."""
+"""How processes are wired: beat imports nothing of the worker, and Celery signals get one receiver per process."""
 
 from __future__ import annotations
+
+import subprocess
+import sys
 
 from celery.signals import worker_process_shutdown, worker_shutting_down
 
@@ -10,6 +13,16 @@ from sp_scheduler.settings import Settings
 from sp_scheduler.worker import create_app
 
 SETTINGS = Settings(redis_url="redis://127.0.0.1:1/0")  # never connected to: apps connect lazily
+
+
+def test_importing_beat_imports_no_worker_runtime() -> None:
+    code = (
+        "import sys, sp_scheduler.beat\n"
+        "loaded = [m for m in ('sp_scheduler.worker', 'sp_scheduler.runner', 'sp_scheduler.keeper') if m in sys.modules]\n"
+        "assert not loaded, loaded\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
 
 
 def test_create_app_connects_no_receiver_per_call() -> None:
