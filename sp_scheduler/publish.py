@@ -21,8 +21,7 @@ from typing import Any
 
 import redis
 
-from sp_scheduler.runner import RunRequest
-from sp_scheduler.worker import TASK_NAME, time_limits
+from sp_scheduler.messages import TASK_NAME, RunRequest, time_limits
 
 _EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
 

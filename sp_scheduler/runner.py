@@ -12,10 +12,9 @@ import os
 import socket
 import time
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from concurrent.futures import Future
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -27,8 +26,9 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 from sp_scheduler import store
 from sp_scheduler.catalog import Catalog, CatalogWatch, JobDefinition, effective_enabled
 from sp_scheduler.errors import DatabaseUnavailable, UnknownJob
-from sp_scheduler.jobs import JobContext, JobResult, Trigger
+from sp_scheduler.jobs import JobContext, JobResult
 from sp_scheduler.keeper import RunKeeper
+from sp_scheduler.messages import RunRequest
 from sp_scheduler.params import ParamError, check_params, resolve_params
 from sp_scheduler.runlog import RunLogBuffer, run_logger
 from sp_scheduler.settings import Settings
@@ -42,35 +42,6 @@ log = logging.getLogger(__name__)
 _R = TypeVar("_R")
 # At shutdown, how long a process keeps trying to record outcomes Postgres has not taken yet.
 OUTCOME_FLUSH_SECONDS = 10.0
-
-
-@dataclass(frozen=True, slots=True)
-class RunRequest:
-    """What the one Celery task carries: (job name, trigger, scheduled_for, run id, params)."""
-
-    job_name: str
-    trigger: Trigger
-    scheduled_for: datetime | None = None
-    run_id: str | None = None
-    params: Mapping[str, Any] = field(default_factory=dict)
-
-    def task_args(self) -> list[Any]:
-        """The task's positional arguments, JSON-ready: how every sender puts this request on the wire."""
-        return [
-            self.job_name,
-            self.trigger,
-            self.scheduled_for.isoformat() if self.scheduled_for else None,
-            self.run_id,
-            dict(self.params),
-        ]
-
-    def resolved_run_id(self) -> str:
-        """Scheduled slots get the deterministic slot id, so every deliverer agrees on it."""
-        if self.run_id:
-            return self.run_id
-        if self.scheduled_for is None:
-            raise ValueError("a run needs a run id or a scheduled_for slot")
-        return store.slot_run_id(self.job_name, self.scheduled_for)
 
 
 class WorkerRuntime:

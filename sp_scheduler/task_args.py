@@ -20,7 +20,7 @@ import psycopg
 from sp_scheduler import store
 from sp_scheduler.errors import UnknownRun
 from sp_scheduler.jobs import TRIGGERS, Trigger
-from sp_scheduler.runner import RunRequest
+from sp_scheduler.messages import RunRequest
 
 ARGUMENT_NAMES = ("job_name", "trigger", "scheduled_for", "run_id", "params")
 _REQUIRED = ("job_name", "trigger")

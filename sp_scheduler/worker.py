@@ -14,59 +14,39 @@ import signal
 import socket
 import threading
 import time
+import weakref
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import urlsplit
 
 import redis
 from celery import Celery, bootsteps
 from celery.signals import worker_process_shutdown, worker_shutting_down
 
 from sp_scheduler import dead_letters, keys, store
+from sp_scheduler.celery_app import configured_app, settings_of
 from sp_scheduler.config import DEFAULT_QUEUE
 from sp_scheduler.errors import DatabaseUnavailable
+
+# The CLI, pool_deaths.py and tests import these from here too; they live with the message now.
+from sp_scheduler.messages import HARD_LIMIT_GRACE, SOFT_LIMIT_MARGIN, TASK_NAME, send_run, time_limits
 from sp_scheduler.reaping import ReaperGate
-from sp_scheduler.runner import RunRequest, WorkerRuntime, execute_run
+from sp_scheduler.runner import WorkerRuntime, execute_run
 from sp_scheduler.settings import Settings
-from sp_scheduler.store.connection import KEEPALIVE_COUNT, KEEPALIVE_IDLE, KEEPALIVE_INTERVAL
 from sp_scheduler.task_args import UnusableArguments, record_unusable, request_from_task
 
-TASK_NAME = "sp_scheduler.run_job"
-# Redis redelivers an unacked message after this long; it must outlast the longest run, or a
-# second worker would pick it up (harmlessly, thanks to the ledger, but noisily).
-DEFAULT_VISIBILITY_TIMEOUT = 6 * 3600
-# A job's timeout is enforced three times over. The runner cancels a job that awaits past it; Celery's
-# soft limit, SOFT_LIMIT_MARGIN later, interrupts one that blocks its event loop (the runner records
-# `timeout`); its hard limit, HARD_LIMIT_GRACE after the timeout, kills a process that ignores even that
-# (pool_deaths.py records `timeout`). The margin lets the runner's own cancellation win for well-behaved jobs.
-SOFT_LIMIT_MARGIN = 1.0
-HARD_LIMIT_GRACE = 5.0
-# Celery waits this long after a pool process dies for a result it may have sent before marking its
-# task lost; results live in Postgres, so there is nothing to wait for (Celery's default is 10 s).
-WORKER_LOST_WAIT = 1.0
+__all__ = [
+    "HARD_LIMIT_GRACE",
+    "SOFT_LIMIT_MARGIN",
+    "TASK_NAME",
+    "WorkerHousekeeping",
+    "create_app",
+    "reap_lost_runs",
+    "send_run",
+    "time_limits",
+]
 
 # How long the worker's reaper waits for a ledger connection before skipping a pass.
 HOUSEKEEPING_WAIT = 1.0
-
-
-def _keepalive_options() -> dict[int, int]:
-    """TCP keepalive as for Postgres (store/connection.py), where the platform names the options."""
-    wanted = (("TCP_KEEPIDLE", KEEPALIVE_IDLE), ("TCP_KEEPINTVL", KEEPALIVE_INTERVAL), ("TCP_KEEPCNT", KEEPALIVE_COUNT))
-    return {getattr(socket, name): value for name, value in wanted if hasattr(socket, name)}
-
-
-# A Redis that vanishes without closing its connections (a failover, a NAT dropping an idle flow)
-# would leave a worker waiting for the reply to its BRPOP forever, consuming nothing and logging
-# nothing: keepalive probes drop such a connection within about a minute, and Celery reconnects.
-REDIS_CONNECTION_OPTIONS: dict[str, Any] = {
-    "socket_connect_timeout": 5,
-    "socket_keepalive": True,
-    "socket_keepalive_options": _keepalive_options(),
-}
-BEAT_REDIS_TIMEOUT = 5.0  # beat's Redis commands take milliseconds; past this beat steps down and retries
-
-# Publishing gives up after about a second, so a down broker becomes a one-line error, not a hang.
-PUBLISH_RETRY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.5, "interval_max": 0.5}
 
 log = logging.getLogger(__name__)
 
@@ -89,15 +69,7 @@ class WorkerHousekeeping(bootsteps.StartStopStep):  # type: ignore[misc]
         gate = ReaperGate(runtime.settings.lease_seconds)
         self.tref = worker.timer.call_repeatedly(interval, _housekeeping, (worker, runtime, seen, gate), priority=10)
 
-        def bound_warm_shutdown(how: str = "", **_: Any) -> None:
-            # Warm shutdown (SIGTERM) stops consuming and waits for running runs without limit; after
-            # the grace period, record what still runs as interrupted and go to a cold shutdown.
-            if how == "Warm":
-                timer = threading.Timer(runtime.settings.shutdown_grace, end_grace_period, (worker, runtime))
-                timer.daemon = True
-                timer.start()
-
-        worker_shutting_down.connect(bound_warm_shutdown, weak=False)
+        _grace_watched.append((worker, runtime))  # _start_grace_period below answers its warm shutdown
 
     def stop(self, worker: Any) -> None:
         if self.tref is not None:
@@ -173,43 +145,14 @@ def reap_lost_runs(runtime: WorkerRuntime, gate: ReaperGate | None = None, spari
 
 def create_app(settings: Settings | None = None) -> Celery:
     """A configured Celery app with the run_job task bound to a per-process runtime."""
-    settings = settings or Settings.from_env()
-    app = Celery("sp_scheduler", broker=settings.redis_url, set_as_current=False)
-    app.conf.update(
-        task_serializer="json",
-        accept_content=["json"],
-        result_serializer="json",
-        result_backend=None,
-        task_ignore_result=True,
-        task_acks_late=True,
-        task_reject_on_worker_lost=False,  # a run killed mid-way is `lost`, never silently retried
-        worker_prefetch_multiplier=1,
-        task_default_queue=DEFAULT_QUEUE,
-        broker_transport_options={"visibility_timeout": DEFAULT_VISIBILITY_TIMEOUT, **REDIS_CONNECTION_OPTIONS},
-        broker_connection_retry_on_startup=True,
-        broker_connection_max_retries=None,
-        worker_hijack_root_logger=False,
-        worker_soft_shutdown_timeout=0,  # our own grace watchdog below exits as soon as runs finish
-        worker_send_task_events=False,
-        worker_lost_wait=WORKER_LOST_WAIT,
-        # Every item a worker cannot use is set aside, never allowed to stop it (queue_guard.py).
-        worker_consumer="sp_scheduler.queue_guard:GuardedConsumer",
-        enable_utc=True,
-        timezone="UTC",
-        redbeat_redis_url=settings.redis_url,
-        # Explicit: beat's client takes none of the broker's transport options (visibility_timeout is no
-        # client argument); its commands give up after BEAT_REDIS_TIMEOUT, whatever redis-py's default.
-        redbeat_redis_options={**REDIS_CONNECTION_OPTIONS, "socket_timeout": BEAT_REDIS_TIMEOUT},
-        redbeat_key_prefix="sp_scheduler:redbeat:",
-    )
-    if urlsplit(settings.redis_url).scheme in ("redis", "rediss"):
-        app.conf.broker_transport = "sp_scheduler.queue_guard:GuardedTransport"
-    runtime = WorkerRuntime(settings)
+    app = configured_app(settings)
+    runtime = WorkerRuntime(settings_of(app))
     app.sp_runtime = runtime
     app.steps["worker"].add(WorkerHousekeeping)
 
     @app.task(  # type: ignore[untyped-decorator]
         name=TASK_NAME,
+        shared=False,  # Celery's default would also add it, with this runtime, to every app made later
         ignore_result=True,
         bind=True,
         max_retries=None,
@@ -234,10 +177,7 @@ def create_app(settings: Settings | None = None) -> Celery:
             )
             raise task.retry(countdown=min(2**attempt, 30)) from exc
 
-    @worker_process_shutdown.connect(weak=False)  # type: ignore[untyped-decorator]
-    def _close_runtime(**_: Any) -> None:
-        runtime.close()
-
+    _runtimes.add(runtime)  # closed by _close_runtimes when this process shuts down
     return app
 
 
@@ -261,31 +201,27 @@ def refuse_message(runtime: WorkerRuntime, bad: UnusableArguments, task_request:
         client.close()
 
 
-def time_limits(timeout: float) -> tuple[float, float]:
-    """Celery's (hard, soft) time limits for a job's timeout; beat's publisher writes the same."""
-    return timeout + HARD_LIMIT_GRACE, timeout + SOFT_LIMIT_MARGIN
+# Process-global Celery signals get one receiver each, connected here once per process; each receiver
+# serves every app and worker this process made (create_app may be called many times, e.g. per CLI run).
+_runtimes: weakref.WeakSet[WorkerRuntime] = weakref.WeakSet()
+_grace_watched: list[tuple[Any, WorkerRuntime]] = []
 
 
-def send_run(
-    app: Celery,
-    request: RunRequest,
-    *,
-    queue: str = DEFAULT_QUEUE,
-    timeout: float | None = None,
-    producer: Any = None,
-) -> None:
-    """Publish one run message; the per-job timeout becomes Celery's soft and hard limits (`time_limits`).
+def _close_runtimes(**_: Any) -> None:
+    for runtime in list(_runtimes):
+        runtime.close()
 
-    Beat passes its long-lived producer; the CLI lets Celery pick one from the pool.
-    """
-    options: dict[str, Any] = {"queue": queue, "retry_policy": PUBLISH_RETRY}
-    if producer is not None:
-        options["producer"] = producer
-    if timeout is not None:
-        options["time_limit"], options["soft_time_limit"] = time_limits(timeout)
-    args = request.task_args()
-    # A plain repr for the message headers: Celery's saferepr costs ~0.1 ms a message, which adds up
-    # when beat sends a thousand slots in one second.
-    options["argsrepr"] = repr(args)
-    options["kwargsrepr"] = "{}"
-    app.send_task(TASK_NAME, args=args, **options)
+
+def _start_grace_period(how: str = "", **_: Any) -> None:
+    """Warm shutdown (SIGTERM) stops consuming and waits for running runs without limit; after the
+    grace period, record what still runs as interrupted and go to a cold shutdown."""
+    if how != "Warm":
+        return
+    for worker, runtime in _grace_watched:
+        timer = threading.Timer(runtime.settings.shutdown_grace, end_grace_period, (worker, runtime))
+        timer.daemon = True
+        timer.start()
+
+
+worker_process_shutdown.connect(_close_runtimes, weak=False, dispatch_uid="sp_scheduler.worker.close_runtimes")
+worker_shutting_down.connect(_start_grace_period, weak=False, dispatch_uid="sp_scheduler.worker.grace_period")

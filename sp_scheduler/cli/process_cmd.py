@@ -12,11 +12,11 @@ import click
 from celery.bin.celery import celery
 from celery.signals import beat_init, worker_process_shutdown
 
+from sp_scheduler.celery_app import configured_app
 from sp_scheduler.cli.state import CliState, pass_state
 from sp_scheduler.config import DEFAULT_QUEUE
 from sp_scheduler.errors import UsageError
 from sp_scheduler.logfmt import configure_logging
-from sp_scheduler.worker import create_app
 
 
 def preflight(state: CliState) -> None:
@@ -51,6 +51,9 @@ def worker_cmd(state: CliState, celery_args: tuple[str, ...]) -> None:
         if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="sp-scheduler-metrics-")
         _serve_worker_metrics(state.settings.metrics_port)
+    # The beat command shares this module and must not load the worker runtime (runner, keeper, pools).
+    from sp_scheduler.worker import create_app  # noqa: PLC0415
+
     app = create_app(state.settings)
     code = run_celery(app, ["worker", *args])
     if code:  # e.g. Celery's "Unrecoverable error": a supervisor must see a failure and restart it
@@ -137,5 +140,5 @@ def beat_cmd(state: CliState, celery_args: tuple[str, ...]) -> None:
         scheduler = sender.scheduler
         signal.signal(signal.SIGHUP, lambda *_: scheduler.request_sync())
 
-    app = create_app(state.settings)
+    app = configured_app(state.settings)  # beat's own resources come from its settings (beat_resources.py)
     app.start(["beat", "-S", "sp_scheduler.beat:SlotScheduler", *args])

@@ -67,14 +67,14 @@ def _enqueue(state: CliState, conn: psycopg.Connection[Any], definition: JobDefi
     """Record a queued manual run, then publish it; a publish failure marks the row failed, so nothing hides."""
     from kombu.exceptions import OperationalError  # noqa: PLC0415 -- celery loads only for a run sent to workers
 
-    from sp_scheduler.runner import RunRequest  # noqa: PLC0415 -- celery loads only for a run sent to workers
-    from sp_scheduler.worker import create_app, send_run  # noqa: PLC0415 -- celery loads only for a run sent to workers
+    from sp_scheduler.celery_app import configured_app  # noqa: PLC0415 -- celery loads only for a run sent to workers
+    from sp_scheduler.messages import RunRequest, send_run  # noqa: PLC0415 -- celery loads only for a run sent to workers
 
     run_id = str(uuid.uuid4())
     merged = {**definition.params, **params}
     enqueue_run(conn, run_id=run_id, job_name=definition.name, trigger="manual", scheduled_for=None, params=merged)
     conn.commit()
-    app = create_app(state.settings)
+    app = configured_app(state.settings)  # publishing needs no task, runtime or worker signals
     try:
         send_run(
             app,
@@ -177,7 +177,8 @@ def run_jobs(
 def run_local(state: CliState, definitions: list[JobDefinition], checked: dict[str, dict[str, Any]]) -> list[RunRecord]:
     """Run jobs in this process through the worker's code path, so each is recorded in the ledger."""
     # Celery loads only for runs.
-    from sp_scheduler.runner import RunRequest, WorkerRuntime, execute_run  # noqa: PLC0415
+    from sp_scheduler.messages import RunRequest  # noqa: PLC0415
+    from sp_scheduler.runner import WorkerRuntime, execute_run  # noqa: PLC0415
 
     runtime = WorkerRuntime(state.settings)
     records = []

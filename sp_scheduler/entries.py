@@ -1,0 +1,96 @@
+"""What beat's schedule should hold, and how that differs from what Redis holds: pure decisions.
+
+`desired_entries` and `startup_jobs` are the two places that read a job's effective enabled state
+(scheduler switch + YAML + override); `diff_entries` compares entries without touching Redis, and
+sync.py carries the difference out.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sp_scheduler.catalog import Catalog, JobDefinition, effective_enabled
+from sp_scheduler.messages import TASK_NAME
+from sp_scheduler.schedule import CronSchedule, ScheduleEncoder
+
+
+@dataclass(frozen=True, slots=True)
+class EntrySpec:
+    """The desired RedBeat entry of one scheduled job."""
+
+    job_name: str
+    expression: str
+    timezone: str
+    queue: str
+    timeout: float | None
+    misfire_grace: float | None  # None: follow the period
+
+    def definition(self) -> str:
+        """The entry's `definition` field, deterministic so changes are detected by comparison."""
+        body = {
+            "name": self.job_name,
+            "task": TASK_NAME,
+            "args": [],
+            "kwargs": {"job_name": self.job_name, "timeout": self.timeout, "misfire_grace": self.misfire_grace},
+            "options": {"queue": self.queue},
+            "schedule": CronSchedule(self.expression, self.timezone),
+            "enabled": True,
+        }
+        return json.dumps(body, cls=ScheduleEncoder, sort_keys=True)
+
+
+def desired_entries(catalog: Catalog, overrides: Mapping[str, bool]) -> dict[str, EntrySpec]:
+    """Every job that should be on the live schedule: has a cron, is enabled (override wins)."""
+    return {
+        d.name: EntrySpec(d.name, d.schedule, d.timezone, d.queue, d.timeout, d.misfire_grace)
+        for d in catalog
+        if d.cron is not None and effective_enabled(catalog, d, overrides.get(d.name)).value
+    }
+
+
+def startup_jobs(catalog: Catalog, overrides: Mapping[str, bool]) -> dict[str, JobDefinition]:
+    """Jobs whose code says run_on_startup and whose YAML (and override) enables them."""
+    return {
+        d.name: d for d in catalog if d.run_on_startup and effective_enabled(catalog, d, overrides.get(d.name)).value
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class EntryDiff:
+    """What a sync does: entries to add (new to Redis), to rewrite (definition changed), to remove."""
+
+    adds: dict[str, EntrySpec] = field(default_factory=dict)
+    updates: dict[str, EntrySpec] = field(default_factory=dict)
+    removes: tuple[str, ...] = ()
+
+    @property
+    def empty(self) -> bool:
+        return not (self.adds or self.updates or self.removes)
+
+
+def diff_entries(existing: Mapping[str, str | None], desired: Mapping[str, EntrySpec]) -> EntryDiff:
+    """Compare Redis's entries (job name -> stored definition, None if its hash is gone) with the desired ones.
+
+    An entry whose definition is unchanged is left alone, so its next due time and last slot survive.
+    """
+    adds = {name: spec for name, spec in desired.items() if name not in existing}
+    updates = {name: spec for name, spec in desired.items() if name in existing and existing[name] != spec.definition()}
+    removes = tuple(name for name in existing if name not in desired)
+    return EntryDiff(adds, updates, removes)
+
+
+@dataclass(slots=True)
+class SentSlots:
+    """What this beat published, kept in memory: a Redis that comes back empty (restarted without
+    persistence) loses its entries, and without this the outage's slots would leave no row."""
+
+    last: dict[str, tuple[str, datetime]] = field(default_factory=dict)  # entry key -> (definition, last slot)
+    broker_gap: set[str] = field(default_factory=set)  # jobs whose next missed slots fell in a broker outage
+
+
+def encode_meta(last_slot: datetime) -> str:
+    """An entry's `meta` field: the last slot it fired (RedBeat's `last_run_at`)."""
+    return json.dumps({"last_run_at": last_slot}, cls=ScheduleEncoder)
