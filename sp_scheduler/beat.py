@@ -119,7 +119,7 @@ class SlotScheduler(RedBeatScheduler):  # type: ignore[misc]
         self._broker_gap: set[str] = set()  # jobs whose next missed slots fell in a broker outage
         # Every Postgres call of beat goes through this thread, never through the tick (beat_ledger.py).
         self.ledger = BeatLedger(
-            lambda: runtime.ledger().connection(),
+            runtime.run_ledger(),
             reap_interval=max(runtime.settings.lease_seconds / 3, 1.0),
             lease_seconds=runtime.settings.lease_seconds,
             refresh_interval=SYNC_INTERVAL,
