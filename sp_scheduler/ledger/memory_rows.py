@@ -49,7 +49,7 @@ def record(
         worker=None,
         attempt=1,
         lease_expires_at=None,
-        params=storable(dict(params or {})),
+        params=dict(params or {}),
         created_at=now,
     )
 

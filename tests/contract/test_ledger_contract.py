@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from sp_scheduler.errors import UnknownRun
-from sp_scheduler.ledger import Ledger, RunExists
+from sp_scheduler.ledger import Ledger, LedgerRefused, RunExists
 from sp_scheduler.store import Claim, RunOutcome, RunRecord, slot_run_id
 from tests.support import wait_until
 
@@ -277,3 +277,59 @@ def test_expired_overrides_are_ignored_then_deleted_into_the_trail(ledger: Ledge
         PAST,
     )
     assert ledger.reset_override("old", actor="cat") is None
+
+
+def test_concurrent_deliveries_of_one_slot_run_it_once(ledger: Ledger) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        claims = list(pool.map(lambda n: claim(ledger, worker=f"host-{n}:1", overlap="allow"), range(8)))
+    assert sorted(c.outcome for c in claims) == ["duplicate"] * 7 + ["run"]
+    assert len(ledger.history(job="cleanup")) == 1
+
+
+def test_a_disabled_queued_run_is_skipped_in_its_row(ledger: Ledger) -> None:
+    run_id = str(uuid.uuid4())
+    ledger.enqueue(run_id=run_id, job_name="report", trigger="startup", scheduled_for=None, params={})
+    result = claim(ledger, "report", None, run_id=run_id, trigger="startup", enabled=False)
+    assert result.outcome == "skipped" and result.record is not None
+    assert (result.record.id, result.record.status, result.record.worker) == (run_id, "skipped", "host-a:1")
+    (unchanged,) = ledger.finish([RunOutcome(run_id, "succeeded", None)])  # a final status stays
+    assert unchanged.status == "skipped"
+
+
+def test_a_queued_run_can_be_closed_failed_without_a_claim(ledger: Ledger) -> None:
+    run_id = str(uuid.uuid4())
+    ledger.enqueue(run_id=run_id, job_name="report", trigger="manual", scheduled_for=None, params={})
+    (failed,) = ledger.finish([RunOutcome(run_id, "failed", "could not publish")])
+    assert (failed.status, failed.message, failed.started_at) == ("failed", "could not publish", None)
+
+
+def test_leases_of_lost_runs_are_not_renewed_and_live_ones_not_reaped(ledger: Ledger) -> None:
+    gone = ran(ledger, "a", lease_seconds=0.001)
+    live = ran(ledger, "b", lease_seconds=60)
+    eventually(ledger.reap_lost)
+    assert ledger.renew_leases([gone.id, live.id], 60) == {live.id}
+    assert ledger.get_run(live.id).status == "running"
+
+
+def test_malformed_input_is_refused_the_same_way(ledger: Ledger) -> None:
+    with pytest.raises(ValueError, match="needs its slot"):
+        ledger.claim(
+            run_id=str(uuid.uuid4()),
+            job_name="x",
+            trigger="schedule",
+            scheduled_for=None,
+            params={},
+            worker="w",
+            lease_seconds=1,
+            overlap="allow",
+            enabled=True,
+        )
+    with pytest.raises(UnknownRun):
+        claim(ledger, "x", None, run_id="not-a-uuid")
+    with pytest.raises(UnknownRun):
+        ledger.finish([RunOutcome("not-a-uuid", "succeeded", None)])
+    with pytest.raises(LedgerRefused):
+        ledger.enqueue(run_id="not-a-uuid", job_name="x", trigger="manual", scheduled_for=None, params={})
+    assert ledger.history() == []
