@@ -16,21 +16,17 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import AbstractContextManager, contextmanager, suppress
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import psycopg
-
-from sp_scheduler import store
+from sp_scheduler.ledger import BEAT_RETRY_DELAYS, Backoff, Ledger, LedgerRefused, RunExists
 from sp_scheduler.reaping import ReaperGate
 
 log = logging.getLogger(__name__)
 
-LedgerConnection = Callable[[], AbstractContextManager[psycopg.Connection[Any]]]
-RETRY_DELAYS = (0.5, 1.0, 2.0, 5.0, 10.0)  # pauses after consecutive failures; the last one repeats
 MAX_PENDING_MISSED = 1000  # batches of missed slots kept while Postgres is away; the oldest go first
 STOP_TIMEOUT = 5.0  # at shutdown, how long the thread may keep trying to write what is pending
 
@@ -58,14 +54,14 @@ class BeatLedger:
 
     def __init__(
         self,
-        connection: LedgerConnection,
+        ledger: Ledger,
         *,
         reap_interval: float,
         refresh_interval: float,
         queued_deadline: float | None = None,
         lease_seconds: float = 0.0,
     ) -> None:
-        self._connection = connection
+        self._ledger = ledger
         self.reap_interval = reap_interval
         self._reaper_gate = ReaperGate(lease_seconds)  # no reaping for a lease after an outage (reaping.py)
         self.refresh_interval = refresh_interval
@@ -81,7 +77,7 @@ class BeatLedger:
         self._refresh_requested = True
         self._refreshed_at = 0.0
         self._reaped_at = 0.0
-        self._failures = 0
+        self._backoff = Backoff(BEAT_RETRY_DELAYS)
         self._stopping = False
         self._thread: threading.Thread | None = None
 
@@ -164,15 +160,14 @@ class BeatLedger:
                 self._work()
             except Exception as exc:  # Postgres away or failing: keep everything, pause, try again
                 self._reaper_gate.unreachable()
-                pause = RETRY_DELAYS[min(self._failures, len(RETRY_DELAYS) - 1)]
-                self._failures += 1
+                pause = self._backoff.next_delay()
                 log.warning("beat's ledger work failed; retrying", extra={"error": str(exc), "retry_in": pause})
                 with self._wake:
                     if stop_at is not None:  # shutting down: never pause past the deadline
                         pause = min(pause, max(stop_at - time.monotonic(), 0.0))
                     self._wake.wait(pause)
             else:
-                self._failures = 0
+                self._backoff.reset()
 
     def _next_due(self) -> float:
         """When the thread has something to do next (monotonic); called with the lock held."""
@@ -183,22 +178,21 @@ class BeatLedger:
 
     def _work(self) -> None:
         now = time.monotonic()
-        with self._connection() as conn:
-            if self._refresh_requested or now >= self._refreshed_at + self.refresh_interval:
-                self._read_overrides(conn, now)
-            self._write_missed(conn)
-            self._write_startup(conn)
-            if self.leading and now >= self._reaped_at + self.reap_interval:
-                self._reaped_at = now
-                store.expire_overrides(conn)  # records each expiry in the override trail
-                if self._reaper_gate.may_reap():
-                    store.reap_lost(conn, queued_deadline=self.queued_deadline)  # logs each run it marks lost
+        if self._refresh_requested or now >= self._refreshed_at + self.refresh_interval:
+            self._read_overrides(now)
+        self._write_missed()
+        self._write_startup()
+        if self.leading and now >= self._reaped_at + self.reap_interval:
+            self._reaped_at = now
+            self._ledger.expire_overrides()  # records each expiry in the override trail
+            if self._reaper_gate.may_reap():
+                self._ledger.reap_lost(queued_deadline=self.queued_deadline)  # logs each run it marks lost
 
-    def _read_overrides(self, conn: psycopg.Connection[Any], now: float) -> None:
+    def _read_overrides(self, now: float) -> None:
         # Those in force (Postgres leaves out expired ones), judged by this host's clock too, so a
         # clock ahead of the database's does not bring back an override the tick already dropped.
         wall = datetime.now(UTC)
-        read = {n: o for n, o in store.get_overrides(conn).items() if o.expires_at is None or o.expires_at > wall}
+        read = {n: o for n, o in self._ledger.overrides().items() if o.expires_at is None or o.expires_at > wall}
         overrides = {name: o.enabled for name, o in read.items()}
         with self._wake:
             self._expiries = {name: o.expires_at for name, o in read.items() if o.expires_at is not None}
@@ -209,30 +203,29 @@ class BeatLedger:
             self._refreshed_at = now
             self._wake.notify_all()
 
-    def _write_missed(self, conn: psycopg.Connection[Any]) -> None:
+    def _write_missed(self) -> None:
         while True:
             with self._wake:
                 if not self._missed:
                     return
                 missed = self._missed[0]
             with _refusal_logged("missed slots", missed.job_name):
-                store.record_slots(
-                    conn, job_name=missed.job_name, slots=missed.slots, status="missed", message=missed.message
+                self._ledger.record_slots(
+                    job_name=missed.job_name, slots=missed.slots, status="missed", message=missed.message
                 )
             with self._wake:
                 if self._missed and self._missed[0] is missed:
                     self._missed.popleft()
 
-    def _write_startup(self, conn: psycopg.Connection[Any]) -> None:
+    def _write_startup(self) -> None:
         with self._wake:
             runs = list(self._startup)
         for run in runs:
             # Refused or not, the run is handed back: published without its queued row, the worker's
-            # claim inserts it. A UniqueViolation is an earlier attempt that committed before its
+            # claim inserts it. `RunExists` is an earlier attempt that committed before its
             # connection broke: the row is there.
-            with _refusal_logged("startup run", run.job_name), suppress(psycopg.errors.UniqueViolation):
-                store.enqueue_run(
-                    conn,
+            with _refusal_logged("startup run", run.job_name), suppress(RunExists):
+                self._ledger.enqueue(
                     run_id=run.run_id,
                     job_name=run.job_name,
                     trigger="startup",
@@ -246,13 +239,11 @@ class BeatLedger:
 
 @contextmanager
 def _refusal_logged(what: str, job_name: str) -> Iterator[None]:
-    """Let connection failures through, so the work is retried; log Postgres refusing the data itself
-    and go on, so one bad item never blocks the work behind it."""
+    """Let connection failures (`LedgerUnavailable`) through, so the work is retried; log the ledger
+    refusing the data itself and go on, so one bad item never blocks the work behind it."""
     try:
         yield
-    except psycopg.Error as exc:
-        if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):  # the connection, not the data
-            raise
+    except LedgerRefused as exc:
         log.error(
             "Postgres refused beat's ledger write; skipped", extra={"what": what, "job": job_name, "error": str(exc)}
         )

@@ -8,22 +8,21 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
-from typing import Any, TypeVar
+from collections.abc import Sequence
+from typing import Any
 
 import psycopg
-from psycopg_pool import ConnectionPool, PoolTimeout
+from psycopg_pool import ConnectionPool
 
 from sp_scheduler import store
 from sp_scheduler.beat_ledger import BeatLedger
 from sp_scheduler.catalog import CatalogWatch
-from sp_scheduler.errors import DatabaseUnavailable
+from sp_scheduler.ledger import retry_once
+from sp_scheduler.ledger.postgres import PostgresLedger
 from sp_scheduler.ledger_metrics import FAILED_STATUSES, LastRuns
 from sp_scheduler.settings import Settings
 
 log = logging.getLogger(__name__)
-_R = TypeVar("_R")
 
 
 class BeatResources:
@@ -34,6 +33,7 @@ class BeatResources:
         self.watch = CatalogWatch(settings)
         self._pool: ConnectionPool[psycopg.Connection[Any]] | None = None
         self._pool_lock = threading.Lock()
+        self._ledger: PostgresLedger | None = None
 
     def pool(self) -> ConnectionPool[psycopg.Connection[Any]]:
         """Two connections: the ledger thread's and the metrics server's."""
@@ -50,33 +50,21 @@ class BeatResources:
                 )
             return self._pool
 
-    def connection(self) -> AbstractContextManager[psycopg.Connection[Any]]:
-        return self.pool().connection()
-
-    def ledger_call(self, call: Callable[[psycopg.Connection[Any]], _R]) -> _R:
-        """One ledger call, retried once on a broken connection (the pool skips checkout checks)."""
-        for attempt in (1, 2):
-            try:
-                with self.connection() as conn:
-                    return call(conn)
-            except (psycopg.OperationalError, PoolTimeout) as exc:
-                if attempt == 2:
-                    raise DatabaseUnavailable(f"ledger unavailable: {exc}") from exc
-                log.warning("ledger connection failed; retrying once", extra={"error": str(exc)})
-        raise AssertionError("unreachable")
+    def ledger(self) -> PostgresLedger:
+        """The ledger over this pool: the contract beat's ledger thread and metrics server talk to."""
+        if self._ledger is None:
+            self._ledger = PostgresLedger(lambda: self.pool().connection())
+        return self._ledger
 
     def last_runs(self, names: Sequence[str]) -> LastRuns:
         """Newest success and failure per job, from the ledger (the metrics server thread calls this)."""
-
-        def read(conn: psycopg.Connection[Any]) -> LastRuns:
-            successes = store.last_with_status(conn, ["succeeded"], names)
-            failures = store.last_with_status(conn, FAILED_STATUSES, names)
-            return (
-                {name: r.finished_at or r.created_at for name, r in successes.items()},
-                {name: r.finished_at or r.created_at for name, r in failures.items()},
-            )
-
-        return self.ledger_call(read)
+        ledger = self.ledger()
+        successes = retry_once(lambda: ledger.last_with_status(["succeeded"], names))
+        failures = retry_once(lambda: ledger.last_with_status(FAILED_STATUSES, names))
+        return (
+            {name: r.finished_at or r.created_at for name, r in successes.items()},
+            {name: r.finished_at or r.created_at for name, r in failures.items()},
+        )
 
     def close(self) -> None:
         """Close the pool (after the ledger thread stopped)."""
@@ -90,7 +78,7 @@ def beat_ledger(resources: BeatResources, refresh_interval: float) -> BeatLedger
     """Beat's ledger thread: every Postgres call of beat goes through it, never through the tick."""
     settings = resources.settings
     return BeatLedger(
-        resources.connection,
+        resources.ledger(),
         reap_interval=max(settings.lease_seconds / 3, 1.0),
         lease_seconds=settings.lease_seconds,
         refresh_interval=refresh_interval,

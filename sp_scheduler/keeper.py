@@ -24,22 +24,18 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, InvalidStateError
-from contextlib import AbstractContextManager, suppress
+from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any
 
-import psycopg
-from psycopg_pool import PoolTimeout
-
-from sp_scheduler import store
+from sp_scheduler.errors import DatabaseUnavailable
+from sp_scheduler.ledger import KEEPER_RETRY_DELAYS, Backoff, Ledger
 from sp_scheduler.runlog import RunLogBuffer, flush
 from sp_scheduler.store import LogRecordRow, RunOutcome, RunRecord
 from sp_scheduler.store.records import run_uuid
 
 log = logging.getLogger(__name__)
 
-LedgerConnection = Callable[[], AbstractContextManager[psycopg.Connection[Any]]]
-RETRY_DELAYS = (0.1, 0.5, 1.0, 2.0, 5.0)  # seconds between attempts to write outcomes while Postgres is down
 # How long an outcome waits for the process's next claim to carry it before this thread writes it.
 OUTCOME_LINGER = 0.025
 
@@ -60,15 +56,15 @@ class RunKeeper:
 
     def __init__(
         self,
-        connection: LedgerConnection,
+        ledger: Ledger,
         lease_seconds: float,
         on_recorded: Callable[[RunRecord], None] | None = None,
         linger: float = OUTCOME_LINGER,
-        fallback: LedgerConnection | None = None,
+        fallback: Ledger | None = None,
     ) -> None:
-        self._connection = connection
-        # A fresh connection for lease renewals when the pool fails: after a long outage the pool
-        # reconnects with an exponential backoff that can outlast a lease (reaping.py).
+        self._ledger = ledger
+        # The ledger over a fresh connection, for lease renewals when the pool fails: after a long outage
+        # the pool reconnects with an exponential backoff that can outlast a lease (reaping.py).
         self._fallback = fallback
         self.lease_seconds = lease_seconds
         self.linger = linger
@@ -160,7 +156,7 @@ class RunKeeper:
 
     def _loop(self) -> None:
         next_beat = time.monotonic() + self.interval
-        failures = 0
+        backoff = Backoff(KEEPER_RETRY_DELAYS)
         while True:
             with self._wake:
                 while self._stop_at is None:
@@ -175,11 +171,10 @@ class RunKeeper:
                 stop_at = self._stop_at
             if batch:
                 if self._write(batch):
-                    failures = 0
+                    backoff.reset()
                 else:
                     self.release(batch)
-                    delay = RETRY_DELAYS[min(failures, len(RETRY_DELAYS) - 1)]
-                    failures += 1
+                    delay = backoff.next_delay()
                     with self._wake:
                         self._wake.wait(delay)
             if time.monotonic() >= next_beat:
@@ -189,12 +184,11 @@ class RunKeeper:
                 return
 
     def _write(self, batch: list[PendingOutcome]) -> bool:
-        """Record a batch of outcomes; False (batch kept) when Postgres cannot be reached."""
+        """Record a batch of outcomes; False (batch kept) when the ledger cannot be reached."""
         logs = [line for pending in batch for line in pending.logs]
         try:
-            with self._connection() as conn:
-                records = {r.id: r for r in store.finish_runs(conn, [p.outcome for p in batch], logs=logs)}
-        except (psycopg.OperationalError, PoolTimeout) as exc:
+            records = {r.id: r for r in self._ledger.finish([p.outcome for p in batch], logs=logs)}
+        except DatabaseUnavailable as exc:  # LedgerUnavailable, or a pool that could not open at all
             log.warning("cannot record run outcomes yet; retrying", extra={"runs": len(batch), "error": str(exc)})
             return False
         except Exception as exc:  # not a connectivity problem: retrying cannot help; the reaper will step in
@@ -238,15 +232,14 @@ class RunKeeper:
             running = list(self._runs)
         if not running:
             return
-        for connection in (self._connection, self._fallback):
-            if connection is None:
+        for ledger in (self._ledger, self._fallback):
+            if ledger is None:
                 continue
             try:
-                with connection() as conn:
-                    renewed = store.renew_leases(conn, running, self.lease_seconds)
-                    self._note_lapses(runs, renewed)
-                    for buffer in runs.values():
-                        flush(buffer, lambda rows: store.write_logs(conn, rows))
+                renewed = ledger.renew_leases(running, self.lease_seconds)
+                self._note_lapses(runs, renewed)
+                for buffer in runs.values():
+                    flush(buffer, ledger.write_logs)
                 return
             except Exception as exc:  # the lease tolerates two missed beats
                 failure = exc

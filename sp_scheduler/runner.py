@@ -8,163 +8,29 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import socket
 import time
 import traceback
-from collections.abc import Callable
 from concurrent.futures import Future
-from contextlib import AbstractContextManager
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any
 
-import psycopg
 from celery.exceptions import SoftTimeLimitExceeded
-from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
 from sp_scheduler import store
-from sp_scheduler.catalog import Catalog, CatalogWatch, JobDefinition, effective_enabled
-from sp_scheduler.errors import DatabaseUnavailable, UnknownJob
+from sp_scheduler.catalog import Catalog, JobDefinition, effective_enabled
+from sp_scheduler.errors import UnknownJob, UnknownRun
 from sp_scheduler.jobs import JobContext, JobResult
-from sp_scheduler.keeper import RunKeeper
+from sp_scheduler.ledger import Ledger, LedgerRefused
 from sp_scheduler.messages import RunRequest
 from sp_scheduler.params import ParamError, check_params, resolve_params
 from sp_scheduler.runlog import RunLogBuffer, run_logger
-from sp_scheduler.settings import Settings
+from sp_scheduler.runtime import OUTCOME_FLUSH_SECONDS, WorkerRuntime
 from sp_scheduler.slot_checks import SlotVerdict, check_slot, worker_grace
 from sp_scheduler.store import RunOutcome
 
-if TYPE_CHECKING:
-    from sp_scheduler.metrics import RunMetrics
+__all__ = ["OUTCOME_FLUSH_SECONDS", "RunRequest", "WorkerRuntime", "execute_run", "scheduled"]
 
 log = logging.getLogger(__name__)
-_R = TypeVar("_R")
-# At shutdown, how long a process keeps trying to record outcomes Postgres has not taken yet.
-OUTCOME_FLUSH_SECONDS = 10.0
-
-
-class WorkerRuntime:
-    """Per-process resources: ledger pool, event loop, job database pool. Re-created after fork."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.config = CatalogWatch(settings)
-        self.services_dir = Path(settings.services_dir)
-        self.output_dir = Path(settings.output_dir)
-        self.hostname = f"{socket.gethostname()}:{os.getpid()}"
-        self._pid = os.getpid()
-        self._ledger: ConnectionPool[psycopg.Connection[Any]] | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._job_pool: AsyncConnectionPool[Any] | None = None
-        self._keeper: RunKeeper | None = None
-        self._metrics: RunMetrics | None = None
-
-    def _check_fork(self) -> None:
-        if os.getpid() != self._pid:  # inherited handles belong to the parent: start afresh
-            self._pid = os.getpid()
-            self.hostname = f"{socket.gethostname()}:{self._pid}"
-            self._ledger = None
-            self._loop = None
-            self._job_pool = None
-            self._keeper = None  # threads do not survive fork
-            self._metrics = None
-
-    def ledger(self) -> ConnectionPool[psycopg.Connection[Any]]:
-        """The small sync pool for ledger writes (usable from the lease thread while a job runs)."""
-        self._check_fork()
-        if self._ledger is None:
-            self._ledger = store.open_pool(
-                self.settings.require_database_url(),
-                min_size=2,  # the task's claims and the run keeper's writes
-                max_size=2,
-                timeout=5.0,
-                autocommit=True,
-                check_on_checkout=False,
-                synchronous_commit=self.settings.ledger_synchronous_commit,
-            )
-        return self._ledger
-
-    def ledger_call(self, call: Callable[[psycopg.Connection[Any]], _R]) -> _R:
-        """Run one ledger call; retry once on a broken connection (Postgres restarted), then give up.
-
-        The ledger pool skips the per-checkout health check to save a round trip, so the first use of
-        a connection the server dropped fails; the retry gets a fresh one. A second failure means
-        Postgres is really down: `DatabaseUnavailable`.
-        """
-        for attempt in (1, 2):
-            try:
-                with self.ledger().connection() as conn:
-                    return call(conn)
-            except (psycopg.OperationalError, PoolTimeout) as exc:
-                if attempt == 2:
-                    raise DatabaseUnavailable(f"ledger unavailable: {exc}") from exc
-                log.warning("ledger connection failed; retrying once", extra={"error": str(exc)})
-        raise AssertionError("unreachable")
-
-    def keeper(self) -> RunKeeper:
-        """This process's run keeper: leases, log lines and outcomes (one thread, started on first use)."""
-        self._check_fork()
-        if self._keeper is None:
-            metrics = self.metrics()
-            self._keeper = RunKeeper(
-                self.ledger().connection,
-                self.settings.lease_seconds,
-                on_recorded=metrics.finished if metrics is not None else None,
-                fallback=self._fresh_ledger_connection,
-            )
-        return self._keeper
-
-    def _fresh_ledger_connection(self) -> AbstractContextManager[psycopg.Connection[Any]]:
-        """One connection outside the pool, closed after use: the keeper's way round a pool in backoff."""
-        return store.connect(self.settings.require_database_url(), autocommit=True)
-
-    def metrics(self) -> RunMetrics | None:
-        """Run metrics for this process, when SP_METRICS_PORT is set (created after fork)."""
-        if not self.settings.metrics_port:
-            return None
-        self._check_fork()
-        if self._metrics is None:
-            # prometheus_client only with metrics on, after fork.
-            from sp_scheduler.metrics import RunMetrics  # noqa: PLC0415
-
-            self._metrics = RunMetrics()
-        return self._metrics
-
-    def loop(self) -> asyncio.AbstractEventLoop:
-        self._check_fork()
-        if self._loop is None:
-            self._loop = asyncio.new_event_loop()
-        return self._loop
-
-    def job_pool(self) -> AsyncConnectionPool[Any]:
-        """One async pool per process for the jobs' own queries, opened on this process's loop."""
-        loop = self.loop()
-        if self._job_pool is None:
-            pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
-                store.conninfo_with_defaults(self.settings.require_database_url()),
-                min_size=1,
-                max_size=self.settings.db_pool_size,
-                open=False,
-                name="sp-jobs",
-            )
-            loop.run_until_complete(pool.open(wait=True, timeout=10))
-            self._job_pool = pool
-        return self._job_pool
-
-    def close(self) -> None:
-        """Close what this process opened (worker shutdown)."""
-        if os.getpid() != self._pid:
-            return
-        if self._keeper is not None:
-            self._keeper.stop(timeout=OUTCOME_FLUSH_SECONDS)
-        if self._job_pool is not None and self._loop is not None:
-            self._loop.run_until_complete(self._job_pool.close())
-        if self._loop is not None:
-            self._loop.close()
-        if self._ledger is not None:
-            self._ledger.close()
-        self._job_pool = self._loop = self._ledger = self._keeper = None
 
 
 async def _execute(definition: JobDefinition, ctx: JobContext) -> JobResult:
@@ -243,7 +109,7 @@ def execute_run(runtime: WorkerRuntime, request: RunRequest) -> Future[store.Run
     run_id = request.resolved_run_id()
     definition = catalog.find(request.job_name)
     if definition is None:
-        runtime.ledger_call(lambda conn: _record_unknown(conn, request, run_id, catalog, runtime.hostname))
+        runtime.with_ledger(lambda ledger: _record_unknown(ledger, request, run_id, catalog, runtime.hostname))
         return None
     slot = request.scheduled_for
     verdict = None
@@ -251,7 +117,7 @@ def execute_run(runtime: WorkerRuntime, request: RunRequest) -> Future[store.Run
         grace = worker_grace(definition.misfire_grace, slot, definition.cron)
         verdict = check_slot(slot, grace, datetime.now(UTC))
     if slot is not None and verdict is not None:  # a slot from the future, or past its misfire grace
-        runtime.ledger_call(lambda conn: _record_refused_slot(conn, definition.name, slot, verdict))
+        runtime.with_ledger(lambda ledger: _record_refused_slot(ledger, definition.name, slot, verdict))
         return None
     try:  # a message with bad params (older CLI, hand-made message) is this run's failure, never a crash
         params = check_params(
@@ -315,8 +181,8 @@ def _claim(
 ) -> store.Claim:
     """Claim the run in one statement that also records this process's waiting outcomes (keeper.py).
 
-    A broken connection is retried once (`ledger_call`), and the retry recognises a claim the first
-    attempt committed. A statement Postgres refuses is tried once more without the outcomes, so an
+    A broken connection is retried once (`with_ledger`), and the retry recognises a claim the first
+    attempt committed. A claim the ledger refuses is tried once more without the outcomes, so an
     earlier run's bad outcome never costs this run its claim.
     """
     scheduled = request.trigger == "schedule"
@@ -328,11 +194,10 @@ def _claim(
     taken = keeper.take_outcomes()
     attempts = 0
 
-    def claim_once(conn: psycopg.Connection[Any]) -> store.Claim:
+    def claim_once(ledger: Ledger) -> store.Claim:
         nonlocal attempts
         attempts += 1
-        return store.claim_run(
-            conn,
+        return ledger.claim(
             run_id=run_id,
             job_name=definition.name,
             trigger=request.trigger,
@@ -352,8 +217,8 @@ def _claim(
 
     try:
         try:
-            claim = runtime.ledger_call(claim_once)
-        except psycopg.DatabaseError as exc:  # refused, not the connection (that is DatabaseUnavailable)
+            claim = runtime.with_ledger(claim_once)
+        except LedgerRefused as exc:  # refused, not the connection (that is LedgerUnavailable)
             if not taken:
                 raise
             log.warning(
@@ -362,7 +227,7 @@ def _claim(
             )
             keeper.release(taken)
             taken, attempts = [], 0
-            claim = runtime.ledger_call(claim_once)
+            claim = runtime.with_ledger(claim_once)
     except BaseException:
         keeper.release(taken)
         raise
@@ -374,10 +239,10 @@ def _refuse(runtime: WorkerRuntime, request: RunRequest, run_id: str, reason: st
     """Record a run the worker will not start (its params are bad) as failed, with the one-line reason."""
     log.error("run refused: bad parameters", extra={"job": request.job_name, "run_id": run_id, "error": reason})
 
-    def record(conn: psycopg.Connection[Any]) -> store.RunRecord | None:
-        return _claim_and_fail(conn, request, run_id, runtime.hostname, f"not run: {reason}")
+    def record(ledger: Ledger) -> store.RunRecord | None:
+        return _claim_and_fail(ledger, request, run_id, runtime.hostname, f"not run: {reason}")
 
-    recorded = runtime.ledger_call(record)
+    recorded = runtime.with_ledger(record)
     if recorded is None:
         return None
     done: Future[store.RunRecord] = Future()
@@ -386,11 +251,10 @@ def _refuse(runtime: WorkerRuntime, request: RunRequest, run_id: str, reason: st
 
 
 def _claim_and_fail(
-    conn: psycopg.Connection[Any], request: RunRequest, run_id: str, worker: str, message: str
+    ledger: Ledger, request: RunRequest, run_id: str, worker: str, message: str
 ) -> store.RunRecord | None:
     """Claim the run only to finish it as failed with `message`; None when it was already claimed."""
-    claim = store.claim_run(
-        conn,
+    claim = ledger.claim(
         run_id=run_id,
         job_name=request.job_name,
         trigger=request.trigger,
@@ -403,9 +267,11 @@ def _claim_and_fail(
     )
     if claim.outcome != "run":
         return None
-    return store.finish_run(
-        conn, run_id, status="failed", message=message, items_processed=0, items_failed=0, duration_ms=0
-    )
+    outcome = RunOutcome(run_id, "failed", message, items_processed=0, items_failed=0, duration_ms=0)
+    finished = ledger.finish([outcome])
+    if not finished:
+        raise UnknownRun(f"unknown run {run_id}")
+    return finished[0]
 
 
 def scheduled(request: RunRequest) -> bool:
@@ -413,9 +279,9 @@ def scheduled(request: RunRequest) -> bool:
     return request.trigger == "schedule"
 
 
-def _record_refused_slot(conn: psycopg.Connection[Any], job_name: str, slot: datetime, verdict: SlotVerdict) -> None:
+def _record_refused_slot(ledger: Ledger, job_name: str, slot: datetime, verdict: SlotVerdict) -> None:
     """A slot that will not run gets its row now (a slot that already has one keeps it)."""
-    new = store.record_slot(conn, job_name=job_name, scheduled_for=slot, status=verdict.status, message=verdict.message)
+    new = ledger.record_slots(job_name=job_name, slots=[slot], status=verdict.status, message=verdict.message) == 1
     extra = {"job": job_name, "scheduled_for": slot.isoformat(), "status": verdict.status, "reason": verdict.message}
     if new:
         log.warning("slot not run", extra=extra)
@@ -423,10 +289,8 @@ def _record_refused_slot(conn: psycopg.Connection[Any], job_name: str, slot: dat
         log.info("slot not run; it already has a row", extra=extra)
 
 
-def _record_unknown(
-    conn: psycopg.Connection[Any], request: RunRequest, run_id: str, catalog: Catalog, worker: str
-) -> None:
+def _record_unknown(ledger: Ledger, request: RunRequest, run_id: str, catalog: Catalog, worker: str) -> None:
     """A message for a job this worker does not know (deploy skew, removed job): say so, keep the row honest."""
     error = UnknownJob(request.job_name, catalog.names())
     log.error("unknown job in task message", extra={"job": request.job_name, "run_id": run_id})
-    _claim_and_fail(conn, request, run_id, worker, f"worker cannot run it: {error}")
+    _claim_and_fail(ledger, request, run_id, worker, f"worker cannot run it: {error}")

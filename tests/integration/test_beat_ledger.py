@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from sp_scheduler.beat_ledger import BeatLedger, MissedSlots, StartupRun
+from sp_scheduler.ledger.postgres import PostgresLedger
 from sp_scheduler.store import get_run, history, open_pool, set_enabled, slot_run_id
 from tests.support import wait_until
 from tests.support.proxy import CuttableProxy, through
@@ -25,7 +26,7 @@ SLOT = datetime(2026, 7, 1, 9, 0, tzinfo=UTC)
 def running_ledger(url: str, reap_interval: float = 60.0) -> Iterator[BeatLedger]:
     """A started BeatLedger on its own pool (as beat has), stopped and closed afterwards."""
     pool = open_pool(url, min_size=1, max_size=2, timeout=1.0, autocommit=True, check_on_checkout=False)
-    ledger = BeatLedger(pool.connection, reap_interval=reap_interval, refresh_interval=60.0)
+    ledger = BeatLedger(PostgresLedger(pool.connection), reap_interval=reap_interval, refresh_interval=60.0)
     ledger.start()
     try:
         yield ledger

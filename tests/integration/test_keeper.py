@@ -13,6 +13,8 @@ import psycopg
 import pytest
 
 from sp_scheduler.keeper import OUTCOME_LINGER, RunKeeper
+from sp_scheduler.ledger import LedgerRefused
+from sp_scheduler.ledger.postgres import PostgresLedger
 from sp_scheduler.runlog import RunLogBuffer, run_logger
 from sp_scheduler.store import RunOutcome, RunRecord, get_run, open_pool, query_logs
 from tests.support import wait_until
@@ -30,7 +32,7 @@ def running_keeper(
 ) -> Iterator[RunKeeper]:
     """A keeper on its own ledger pool (as a worker process has), stopped and closed afterwards."""
     pool = open_pool(url, min_size=1, max_size=2, timeout=1.0, autocommit=True, check_on_checkout=False)
-    keeper = RunKeeper(pool.connection, lease_seconds=60, on_recorded=on_recorded, linger=linger)
+    keeper = RunKeeper(PostgresLedger(pool.connection), lease_seconds=60, on_recorded=on_recorded, linger=linger)
     try:
         yield keeper
     finally:
@@ -164,6 +166,6 @@ def test_an_outcome_postgres_refuses_does_not_take_the_rest_of_its_batch_with_it
         keeper.release(keeper.take_outcomes())  # as a failed claim does: one batch, written at once
         assert futures[0].result(timeout=10).items_processed == 1
         assert futures[2].result(timeout=10).items_processed == 2
-        with pytest.raises(psycopg.DataError):
+        with pytest.raises(LedgerRefused, match="out of range for type bigint"):  # psycopg's DataError, as the ledger's
             futures[1].result(timeout=10)
     assert get_run(conn, runs[1].id).status == "running"  # left to the reaper

@@ -14,6 +14,7 @@ import psycopg
 import pytest
 
 from sp_scheduler.keeper import RunKeeper
+from sp_scheduler.ledger.postgres import PostgresLedger
 from sp_scheduler.runlog import RunLogBuffer
 from sp_scheduler.store import FINISHED_STATUSES, connect, finish_run, reap_lost
 from tests.integration.conftest import System
@@ -48,7 +49,9 @@ def test_the_keeper_renews_leases_on_a_fresh_connection_when_its_pool_cannot_giv
 ) -> None:
     run = claim(conn, lease_seconds=0.5).record
     assert run is not None
-    keeper = RunKeeper(pool_in_backoff, 0.6, fallback=lambda: connect(database_url, autocommit=True))
+    keeper = RunKeeper(
+        PostgresLedger(pool_in_backoff), 0.6, fallback=PostgresLedger(lambda: connect(database_url, autocommit=True))
+    )
     try:
         keeper.track(run.id, RunLogBuffer("cleanup", run.id))
         wait_until(
@@ -71,7 +74,7 @@ def test_a_keeper_whose_live_run_was_reaped_says_so_in_the_run_log(
 ) -> None:
     run = claim(conn, lease_seconds=60).record
     assert run is not None
-    keeper = RunKeeper(lambda: connect(database_url, autocommit=True), 0.6)
+    keeper = RunKeeper(PostgresLedger(lambda: connect(database_url, autocommit=True)), 0.6)
     try:
         keeper.track(run.id, RunLogBuffer("cleanup", run.id))
         conn.execute("UPDATE sp_job_runs SET status = 'lost', lease_expires_at = NULL WHERE id = %s", (run.id,))

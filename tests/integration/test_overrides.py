@@ -14,6 +14,7 @@ import redis
 from sp_scheduler.beat_ledger import BeatLedger
 from sp_scheduler.config import DEFAULT_QUEUE
 from sp_scheduler.errors import ExitCode
+from sp_scheduler.ledger.postgres import PostgresLedger
 from sp_scheduler.store import (
     enqueue_run,
     expire_overrides,
@@ -131,7 +132,7 @@ def test_beats_ledger_drops_an_override_at_its_expiry_without_reading_again(
     expires = datetime.now(UTC) + timedelta(hours=1)
     set_enabled(conn, "report", enabled=False, actor="ops", expires_at=expires)
     pool = open_pool(database_url, min_size=1, max_size=2, timeout=1.0, autocommit=True, check_on_checkout=False)
-    ledger = BeatLedger(pool.connection, reap_interval=60.0, refresh_interval=60.0)
+    ledger = BeatLedger(PostgresLedger(pool.connection), reap_interval=60.0, refresh_interval=60.0)
     ledger.start()
     try:
         ledger.refresh_overrides(wait=5)
