@@ -14,11 +14,10 @@ from typing import Any
 import psycopg
 from psycopg_pool import ConnectionPool
 
-from sp_scheduler import store
 from sp_scheduler.beat_ledger import BeatLedger
 from sp_scheduler.catalog import CatalogWatch
 from sp_scheduler.ledger import retry_once
-from sp_scheduler.ledger.postgres import PostgresLedger
+from sp_scheduler.ledger.postgres import PostgresLedger, open_ledger_pool
 from sp_scheduler.ledger_metrics import FAILED_STATUSES, LastRuns
 from sp_scheduler.settings import Settings
 
@@ -39,15 +38,7 @@ class BeatResources:
         """Two connections: the ledger thread's and the metrics server's."""
         with self._pool_lock:
             if self._pool is None:
-                self._pool = store.open_pool(
-                    self.settings.require_database_url(),
-                    min_size=2,
-                    max_size=2,
-                    timeout=5.0,
-                    autocommit=True,
-                    check_on_checkout=False,
-                    synchronous_commit=self.settings.ledger_synchronous_commit,
-                )
+                self._pool = open_ledger_pool(self.settings)
             return self._pool
 
     def ledger(self) -> PostgresLedger:

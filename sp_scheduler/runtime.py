@@ -22,7 +22,7 @@ from sp_scheduler import store
 from sp_scheduler.catalog import CatalogWatch
 from sp_scheduler.keeper import RunKeeper
 from sp_scheduler.ledger import Ledger, retry_once
-from sp_scheduler.ledger.postgres import PostgresLedger
+from sp_scheduler.ledger.postgres import PostgresLedger, open_ledger_pool
 from sp_scheduler.settings import Settings
 
 if TYPE_CHECKING:
@@ -65,15 +65,7 @@ class WorkerRuntime:
         """The small sync pool for ledger writes (usable from the lease thread while a job runs)."""
         self._check_fork()
         if self._ledger is None:
-            self._ledger = store.open_pool(
-                self.settings.require_database_url(),
-                min_size=2,  # the task's claims and the run keeper's writes
-                max_size=2,
-                timeout=5.0,
-                autocommit=True,
-                check_on_checkout=False,
-                synchronous_commit=self.settings.ledger_synchronous_commit,
-            )
+            self._ledger = open_ledger_pool(self.settings)
         return self._ledger
 
     def run_ledger(self) -> Ledger:

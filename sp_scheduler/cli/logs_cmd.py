@@ -15,6 +15,7 @@ import psycopg
 
 from sp_scheduler.cli.state import CliState, echo_json, pass_state
 from sp_scheduler.errors import DatabaseUnavailable, UsageError
+from sp_scheduler.ledger.postgres import is_connection_failure
 from sp_scheduler.store import query_logs
 
 if TYPE_CHECKING:
@@ -106,7 +107,9 @@ def view_cmd(
             if follow:
                 floor = rows[0][0] - 1 if rows else _newest_id(conn)
                 _follow(conn, filters, floor, {log_id for log_id, _ in rows}, as_json)
-    except psycopg.OperationalError as exc:
+    except psycopg.Error as exc:
+        if not is_connection_failure(exc):
+            raise
         raise DatabaseUnavailable(f"lost the database connection: {str(exc).strip().splitlines()[0]}") from None
 
 

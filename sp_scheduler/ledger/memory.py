@@ -32,6 +32,7 @@ from sp_scheduler.store.records import (
     Overlap,
     RunOutcome,
     RunRecord,
+    already_holds,
     run_uuid,
     slot_run_id,
     storable,
@@ -186,7 +187,7 @@ class InMemoryLedger:
                 continue
             if row.status not in _REOPENABLE:
                 extra = {"job": row.job_name, "run_id": key, "status": row.status, "reason": f"already {row.status}"}
-                if rows.already_holds(row, outcome):
+                if already_holds(row, outcome):
                     log.info("outcome already recorded", extra=extra)
                 else:
                     log.warning("run already finished; outcome not recorded", extra=extra)

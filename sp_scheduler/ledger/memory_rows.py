@@ -10,7 +10,7 @@ from typing import Any, get_args
 from sp_scheduler.jobs import Trigger
 from sp_scheduler.ledger.errors import LedgerRefused
 from sp_scheduler.run_status import FinishStatus, RunStatus
-from sp_scheduler.store.records import RunOutcome, RunRecord, run_uuid, storable
+from sp_scheduler.store.records import RunOutcome, RunRecord, run_uuid
 
 
 def millis(at: datetime) -> str:
@@ -74,14 +74,3 @@ def check_outcomes(outcomes: Sequence[RunOutcome]) -> None:
         if outcome.status not in get_args(FinishStatus):
             raise ValueError(f"cannot finish a run as {outcome.status!r}")
         run_uuid(outcome.run_id)
-
-
-def already_holds(record: RunRecord, outcome: RunOutcome) -> bool:
-    """Whether the row already carries exactly this outcome (a retried write)."""
-    return (record.status, record.message, record.items_processed, record.items_failed, record.error) == (
-        outcome.status,
-        storable(outcome.message),
-        outcome.items_processed,
-        outcome.items_failed,
-        storable(outcome.error),
-    ) and (outcome.duration_ms is None or record.duration_ms == outcome.duration_ms)

@@ -13,16 +13,32 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 import psycopg
-from psycopg_pool import PoolTimeout
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from sp_scheduler import store
 from sp_scheduler.jobs import Trigger
 from sp_scheduler.ledger.contract import SlotStatus
 from sp_scheduler.ledger.errors import LedgerRefused, LedgerUnavailable, RunExists
+from sp_scheduler.settings import Settings
 from sp_scheduler.store import Claim, LogRecordRow, Overlap, Override, OverrideChange, RunOutcome, RunRecord, RunStatus
 
 ConnectionFactory = Callable[[], AbstractContextManager[psycopg.Connection[Any]]]
 _R = TypeVar("_R")
+
+
+def open_ledger_pool(settings: Settings) -> ConnectionPool[psycopg.Connection[Any]]:
+    """The small sync pool a process writes the ledger through: two connections (a worker's claims and
+    its run keeper; beat's ledger thread and metrics server), no checkout check (a dropped connection
+    fails once and `retry_once` takes a fresh one)."""
+    return store.open_pool(
+        settings.require_database_url(),
+        min_size=2,
+        max_size=2,
+        timeout=5.0,
+        autocommit=True,
+        check_on_checkout=False,
+        synchronous_commit=settings.ledger_synchronous_commit,
+    )
 
 
 def is_connection_failure(exc: BaseException) -> bool:

@@ -30,10 +30,10 @@ from sp_scheduler.store.records import (
     Overlap,
     RunOutcome,
     RunRecord,
+    already_holds,
     atomic,
     fetch_returned,
     run_uuid,
-    storable,
 )
 
 log = logging.getLogger(__name__)
@@ -214,7 +214,7 @@ def _finished_records(outcomes: Sequence[RunOutcome], rows: Sequence[tuple[Any, 
             continue
         extra = {"job": record.job_name, "run_id": record.id, "status": record.status, "reason": reason}
         outcome = by_id.get(record.id)
-        if outcome is not None and _already_holds(record, outcome):
+        if outcome is not None and already_holds(record, outcome):
             # The same outcome, written before: a retry after a connection broke between commit and reply.
             log.info("outcome already recorded", extra=extra)
         else:
@@ -227,14 +227,3 @@ def _finished_records(outcomes: Sequence[RunOutcome], rows: Sequence[tuple[Any, 
         else:
             ordered.append(stored)
     return ordered
-
-
-def _already_holds(record: RunRecord, outcome: RunOutcome) -> bool:
-    """Whether the row already carries exactly this outcome."""
-    return (record.status, record.message, record.items_processed, record.items_failed, record.error) == (
-        outcome.status,
-        storable(outcome.message),
-        outcome.items_processed,
-        outcome.items_failed,
-        storable(outcome.error),
-    ) and (outcome.duration_ms is None or record.duration_ms == outcome.duration_ms)

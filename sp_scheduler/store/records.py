@@ -225,3 +225,14 @@ def atomic(conn: psycopg.Connection[Any]) -> AbstractContextManager[object]:
     one round trip each instead of three (BEGIN, statement, COMMIT).
     """
     return nullcontext() if conn.autocommit else conn.transaction()
+
+
+def already_holds(record: RunRecord, outcome: RunOutcome) -> bool:
+    """Whether the row already carries exactly this outcome (a retried write, recognised by both ledgers)."""
+    return (record.status, record.message, record.items_processed, record.items_failed, record.error) == (
+        outcome.status,
+        storable(outcome.message),
+        outcome.items_processed,
+        outcome.items_failed,
+        storable(outcome.error),
+    ) and (outcome.duration_ms is None or record.duration_ms == outcome.duration_ms)

@@ -13,6 +13,7 @@ from sp_scheduler.beat_ledger import BeatLedger, MissedSlots, StartupRun
 from sp_scheduler.ledger.memory import InMemoryLedger
 from sp_scheduler.store import slot_run_id
 from tests.support import wait_until
+from tests.support.manual_runs import claim_manual
 from tests.support.flaky_ledger import FlakyLedger
 
 SLOT = datetime(2026, 7, 1, 9, 0, tzinfo=UTC)
@@ -98,17 +99,7 @@ def test_an_unavailable_ledger_is_waited_out_without_holding_up_the_caller() -> 
 
 def test_a_leading_beat_reaps_lost_runs_and_expired_overrides() -> None:
     ledger = InMemoryLedger()
-    claim = ledger.claim(
-        run_id=str(uuid.uuid4()),
-        job_name="cleanup",
-        trigger="manual",
-        scheduled_for=None,
-        params={},
-        worker="gone:1",
-        lease_seconds=0.001,
-        overlap="allow",
-        enabled=True,
-    )
+    claim = claim_manual(ledger, "cleanup", worker="gone:1", lease_seconds=0.001)
     assert claim.record is not None
     ledger.set_enabled("report", enabled=False, actor="ops", expires_at=datetime(2020, 1, 1, tzinfo=UTC))
     with running(ledger, reap_interval=0.05, lease_seconds=0.0) as beat:

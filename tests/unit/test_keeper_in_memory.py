@@ -16,6 +16,7 @@ from sp_scheduler.ledger.memory import InMemoryLedger
 from sp_scheduler.runlog import RunLogBuffer
 from sp_scheduler.store import RunOutcome, RunRecord
 from tests.support import wait_until
+from tests.support.manual_runs import claim_manual
 from tests.support.flaky_ledger import FlakyLedger
 
 
@@ -29,17 +30,7 @@ def running_keeper(ledger: object, lease_seconds: float = 60.0, linger: float = 
 
 
 def claimed(ledger: InMemoryLedger, job: str = "cleanup", lease_seconds: float = 60.0) -> RunRecord:
-    claim = ledger.claim(
-        run_id=str(uuid.uuid4()),
-        job_name=job,
-        trigger="manual",
-        scheduled_for=None,
-        params={},
-        worker="host-a:1",
-        lease_seconds=lease_seconds,
-        overlap="allow",
-        enabled=True,
-    )
+    claim = claim_manual(ledger, job, lease_seconds=lease_seconds)
     assert claim.outcome == "run" and claim.record is not None
     return claim.record
 

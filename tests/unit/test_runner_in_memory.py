@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.manual_runs import claim_manual
 from sp_scheduler.ledger.memory import InMemoryLedger
 from sp_scheduler.runner import RunRequest, WorkerRuntime, execute_run
 from sp_scheduler.settings import Settings
@@ -107,17 +108,7 @@ def test_a_disabled_job_and_an_override_skip_the_slot(make_runtime: Any, ledger:
 def test_overlap_skip_leaves_a_slot_skipped_while_another_worker_runs_the_job(
     make_runtime: Any, ledger: InMemoryLedger
 ) -> None:
-    other = ledger.claim(
-        run_id=str(uuid.uuid4()),
-        job_name="noop",
-        trigger="manual",
-        scheduled_for=None,
-        params={},
-        worker="elsewhere:1",
-        lease_seconds=60,
-        overlap="allow",
-        enabled=True,
-    )
+    other = claim_manual(ledger, "noop", worker="elsewhere:1")
     assert other.record is not None
     runtime = make_runtime([entry("noop"), entry("noop_allow", job="noop", overlap="allow")])
     skipped = run(runtime, RunRequest("noop", "schedule", NOW - timedelta(seconds=30)))

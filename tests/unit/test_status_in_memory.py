@@ -15,6 +15,7 @@ from sp_scheduler.ledger.memory import InMemoryLedger
 from sp_scheduler.status import JobHealth, job_health
 from sp_scheduler.store import FinishStatus, RunOutcome
 from tests.support import wait_until
+from tests.support.manual_runs import claim_manual
 from tests.support.jobs import Noop
 
 EVERY_SECOND = "* * * * * *"
@@ -27,17 +28,7 @@ def definition(name: str) -> JobDefinition:
 
 def finished(ledger: Ledger, job: str, status: FinishStatus, lease_seconds: float = 60) -> str:
     run_id = str(uuid.uuid4())
-    ledger.claim(
-        run_id=run_id,
-        job_name=job,
-        trigger="manual",
-        scheduled_for=None,
-        params={},
-        worker="host-a:1",
-        lease_seconds=lease_seconds,
-        overlap="allow",
-        enabled=True,
-    )
+    claim_manual(ledger, job, lease_seconds=lease_seconds, run_id=run_id)
     ledger.finish([RunOutcome(run_id, status, None)])
     return run_id
 
@@ -65,17 +56,7 @@ def test_late_jobs_judged_from_recorded_runs() -> None:
     finished(ledger, "fresh", "succeeded")
     finished(ledger, "silenced", "failed")
     finished(ledger, "timed_out", "timeout")  # failed, never succeeded: late at once
-    ledger.claim(
-        run_id=str(uuid.uuid4()),
-        job_name="lost",
-        trigger="manual",
-        scheduled_for=None,
-        params={},
-        worker="gone:1",
-        lease_seconds=0.001,
-        overlap="allow",
-        enabled=True,
-    )
+    claim_manual(ledger, "lost", worker="gone:1", lease_seconds=0.001)
     wait_until(ledger.reap_lost, timeout=5)  # a lost run is a failure too
     ledger.set_enabled("silenced", enabled=False, actor="ops")  # a disabled job is never late
     now = health(ledger, catalog, datetime.now(UTC))
