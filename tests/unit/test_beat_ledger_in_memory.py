@@ -13,8 +13,8 @@ from sp_scheduler.beat_ledger import BeatLedger, MissedSlots, StartupRun
 from sp_scheduler.ledger.memory import InMemoryLedger
 from sp_scheduler.store import slot_run_id
 from tests.support import wait_until
-from tests.support.manual_runs import claim_manual
 from tests.support.flaky_ledger import FlakyLedger
+from tests.support.manual_runs import claim_manual
 
 SLOT = datetime(2026, 7, 1, 9, 0, tzinfo=UTC)
 

@@ -4,7 +4,6 @@ ledger is away, a refused outcome settled alone, a reaped run's log told so. No 
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -16,8 +15,8 @@ from sp_scheduler.ledger.memory import InMemoryLedger
 from sp_scheduler.runlog import RunLogBuffer
 from sp_scheduler.store import RunOutcome, RunRecord
 from tests.support import wait_until
-from tests.support.manual_runs import claim_manual
 from tests.support.flaky_ledger import FlakyLedger
+from tests.support.manual_runs import claim_manual
 
 
 @contextmanager

@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 
-from tests.support.manual_runs import claim_manual
 from sp_scheduler.ledger.memory import InMemoryLedger
 from sp_scheduler.runner import RunRequest, WorkerRuntime, execute_run
 from sp_scheduler.settings import Settings
 from sp_scheduler.store import RunRecord, slot_run_id
+from tests.support.manual_runs import claim_manual
 from tests.support.processes import write_config
 
 NOW = datetime.now(UTC).replace(microsecond=0)

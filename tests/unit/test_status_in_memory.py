@@ -15,8 +15,8 @@ from sp_scheduler.ledger.memory import InMemoryLedger
 from sp_scheduler.status import JobHealth, job_health
 from sp_scheduler.store import FinishStatus, RunOutcome
 from tests.support import wait_until
-from tests.support.manual_runs import claim_manual
 from tests.support.jobs import Noop
+from tests.support.manual_runs import claim_manual
 
 EVERY_SECOND = "* * * * * *"
 
