@@ -1,6 +1,6 @@
 """The ledger in a process's memory, with Postgres's rules: for fast tests of what talks to a ledger.
 
-Not a mock: it enforces what `sp_claim_run` and `sp_finish_runs` (migration 0008) and the store's
+Not a mock: it enforces what `sp_claim_run` and `sp_finish_runs` (store/sql/functions.sql) and the store's
 statements enforce: one row per (job, slot) of scheduled runs and deterministic slot ids; a duplicate
 delivery is recognised (and a retried claim of this worker's own running row is run); disabled jobs
 (the flag, or a live override) and `overlap: skip` are recorded `skipped`; leases are renewed and
@@ -39,7 +39,7 @@ from sp_scheduler.store.records import (
 )
 from sp_scheduler.store.state import Override, OverrideChange
 
-log = logging.getLogger("sp_scheduler.store.runs")  # the same logger and lines as the Postgres ledger
+log = logging.getLogger(__name__)  # the same lines as the Postgres ledger (store/claims.py, closing.py)
 _REOPENABLE = ("queued", "running", "lost")  # statuses an outcome may replace (sp_finish_runs)
 
 
