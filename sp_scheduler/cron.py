@@ -21,10 +21,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from sp_scheduler.cron_days import DayRule, month_mask
 from sp_scheduler.cron_fields import (
     ANY_DAY,
     DOM_ONLY,
     DOW_ONLY,
+    MONTH_RULES,
     NONE,
     parse_fields,
 )
@@ -79,6 +81,9 @@ class CronExpression:
     _day_mode: int = field(init=False, repr=False, compare=False)
     _both_restricted: bool = field(init=False, repr=False, compare=False)
     _hour_star: bool = field(init=False, repr=False, compare=False)
+    _dom_rules: tuple[DayRule, ...] = field(init=False, repr=False, compare=False)
+    _dow_rules: tuple[DayRule, ...] = field(init=False, repr=False, compare=False)
+    _month_days: dict[int, int] = field(init=False, repr=False, compare=False)  # year*16+month -> day mask
     _fixed: bool = field(init=False, repr=False, compare=False)
 
     @classmethod
@@ -105,6 +110,9 @@ class CronExpression:
         set_("_day_mode", fields.day_mode)
         set_("_both_restricted", fields.both_restricted)
         set_("_hour_star", fields.hour_star)
+        set_("_dom_rules", fields.dom_rules)
+        set_("_dow_rules", fields.dow_rules)
+        set_("_month_days", {})
         set_("_fixed", bool(self.tz.key and _FIXED_ZONE.fullmatch(self.tz.key)))
 
     @property
@@ -233,6 +241,12 @@ class CronExpression:
             return 0
         if self._day_mode == ANY_DAY:
             return d
+        if self._day_mode == MONTH_RULES:
+            mask = self._month_days.get(y * 16 + mo)
+            if mask is None:
+                mask = self._month_mask(y, mo)
+            mask >>= d
+            return (mask & -mask).bit_length() - 1 + d if mask else 0
         if self._day_mode == DOM_ONLY:
             x = self._next_dom[d]
             return x if x <= last else 0
@@ -247,6 +261,15 @@ class CronExpression:
                 return d
             d, weekday = d + 1, (weekday + 1) % 7
         return 0
+
+    def _month_mask(self, y: int, mo: int) -> int:
+        """The allowed days of one month as a bit mask (L, W and # resolved), cached per month."""
+        on_dom, on_dow = month_mask(y, mo, self._dom_bits, self._dow_bits, self._dom_rules, self._dow_rules)
+        mask = on_dom | on_dow if self._both_restricted else on_dom & on_dow
+        if len(self._month_days) >= 4096:  # a long walk: keep memory bounded
+            self._month_days.clear()
+        self._month_days[y * 16 + mo] = mask
+        return mask
 
     # -- time zones with transitions -------------------------------------------------------------
 

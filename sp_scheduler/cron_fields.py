@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sp_scheduler.cron_days import DayRule, parse_dom_rule, parse_dow_rule, possible_in
 from sp_scheduler.errors import InvalidCronExpression
 
 _MACROS = (
@@ -32,7 +33,7 @@ _FIELDS: tuple[tuple[str, int, int, tuple[str, ...], int], ...] = (
 _MAX_DAYS_IN_MONTH = (0, 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)  # leap years included
 NONE = 99  # "no allowed value at or after this index" in the lookup tables
 # How day-of-month and day-of-week combine, decided once at parse time.
-ANY_DAY, DOM_ONLY, DOW_ONLY, SCAN_DAYS = 0, 1, 2, 3
+ANY_DAY, DOM_ONLY, DOW_ONLY, SCAN_DAYS, MONTH_RULES = 0, 1, 2, 3, 4
 _ALL_DOM = sum(1 << d for d in range(1, 32))  # bit sets with every day / weekday allowed
 _ALL_DOW = sum(1 << w for w in range(7))
 
@@ -52,6 +53,8 @@ class CronFields:
     day_mode: int
     both_restricted: bool
     hour_star: bool
+    dom_rules: tuple[DayRule, ...] = ()  # L, L-n, nW, LW: days that depend on the month
+    dow_rules: tuple[DayRule, ...] = ()  # xL, x#n
 
 
 def parse_fields(source: str) -> CronFields:
@@ -72,16 +75,18 @@ def parse_fields(source: str) -> CronFields:
         )
     if len(parts) != 6:
         raise InvalidCronExpression(source, f"expected 6 fields (sec min hour dom month dow), got {len(parts)}")
-    seconds, minutes, hours, doms, months, dows = (
-        _parse_field(source, part, spec) for part, spec in zip(parts, _FIELDS, strict=True)
-    )
+    parsed = [_parse_field(source, part, spec) for part, spec in zip(parts, _FIELDS, strict=True)]
+    seconds, minutes, hours, doms, months, dows = (values for values, _ in parsed)
+    dom_rules, dow_rules = parsed[3][1], parsed[5][1]
     # Vixie: a day field is "restricted" unless it starts with `*`; both restricted -> EITHER matches.
     either = not parts[3].startswith("*") and not parts[5].startswith("*")
     if not either:
-        _check_fires(source, doms, months)
+        _check_fires(source, doms, dom_rules, months)
     dom_bits = sum(1 << d for d in doms)
     dow_bits = sum(1 << w for w in dows)
-    if not either and dom_bits == _ALL_DOM and dow_bits == _ALL_DOW:
+    if dom_rules or dow_rules:
+        day_mode = MONTH_RULES
+    elif not either and dom_bits == _ALL_DOM and dow_bits == _ALL_DOW:
         day_mode = ANY_DAY
     elif not either and dow_bits == _ALL_DOW:
         day_mode = DOM_ONLY
@@ -101,11 +106,15 @@ def parse_fields(source: str) -> CronFields:
         day_mode=day_mode,
         both_restricted=either,
         hour_star=parts[2].startswith("*"),
+        dom_rules=dom_rules,
+        dow_rules=dow_rules,
     )
 
 
-def _parse_field(source: str, text: str, spec: tuple[str, int, int, tuple[str, ...], int]) -> frozenset[int]:
-    """The set of values one field allows; raises InvalidCronExpression naming the field."""
+def _parse_field(
+    source: str, text: str, spec: tuple[str, int, int, tuple[str, ...], int]
+) -> tuple[frozenset[int], tuple[DayRule, ...]]:
+    """The values one field allows and its month-dependent day rules; InvalidCronExpression names the field."""
     name, lowest, highest, names, open_end = spec
 
     def fail(reason: str) -> InvalidCronExpression:
@@ -125,9 +134,16 @@ def _parse_field(source: str, text: str, spec: tuple[str, int, int, tuple[str, .
         raise fail(f"{token!r} is not a number{kind}")
 
     values: set[int] = set()
+    rules: list[DayRule] = []
     for item in text.split(","):
         if not item:
             raise fail(f"empty list item in {text!r}")
+        if _is_day_rule(name, item):
+            if "/" in item or "-" in item.upper().removeprefix("L-"):
+                raise fail(f"{item!r}: L, W and # take no range or step")
+            rule = parse_dom_rule(item, fail) if name == "day-of-month" else parse_dow_rule(item, value, fail)
+            rules.append(rule)
+            continue
         base, slash, step_text = item.partition("/")
         step = 1
         if slash:
@@ -139,18 +155,38 @@ def _parse_field(source: str, text: str, spec: tuple[str, int, int, tuple[str, .
         elif "-" in base:
             first, _, last = base.partition("-")
             start, end = value(first), value(last)
+            if name == "day-of-week" and end == 0 < start:
+                end = 7  # MON-SUN, FRI-0: a range ending on Sunday runs through Sunday
             if start > end:
-                raise fail(f"range {base} is reversed")
+                raise fail(f"range {base} is reversed{_wrap_hint(first, last, names)}")
         else:
             start = value(base)
             end = open_end if slash else start
         values.update(range(start, end + 1, step))
     if name == "day-of-week" and 7 in values:
         values = (values - {7}) | {0}
-    return frozenset(values)
+    return frozenset(values), tuple(dict.fromkeys(rules))
 
 
-def _check_fires(source: str, doms: frozenset[int], months: frozenset[int]) -> None:
+def _is_day_rule(name: str, item: str) -> bool:
+    """Whether a list item is an L/W/# form (cron_days.py parses those)."""
+    upper = item.upper()
+    if name == "day-of-month":
+        return upper.startswith("L") or upper.endswith("W")
+    return name == "day-of-week" and ("#" in upper or upper.endswith("L"))
+
+
+def _wrap_hint(first: str, last: str, names: tuple[str, ...]) -> str:
+    """How to write a wrapping month or weekday range as a list (FRI-MON: FRI-SAT,SUN-MON)."""
+    if not names:
+        return ""
+    top, bottom = (names[-1], names[0]) if first.isalpha() else (("12", "1") if names[0] == "JAN" else ("6", "0"))
+    upper = first if first.upper() == top else f"{first}-{top}"
+    lower = last if last.upper() == bottom else f"{bottom}-{last}"
+    return f"; ranges cannot wrap: write {upper},{lower}"
+
+
+def _check_fires(source: str, doms: frozenset[int], rules: tuple[DayRule, ...], months: frozenset[int]) -> None:
     """Reject day-of-month/month combinations that never occur (when DOW cannot fire on its own).
 
     Every (month, day) that exists falls on every weekday in some year, so this is the only way an
@@ -158,10 +194,12 @@ def _check_fires(source: str, doms: frozenset[int], months: frozenset[int]) -> N
     """
     if any(day <= _MAX_DAYS_IN_MONTH[month] for day in doms for month in months):
         return
-    days = sorted(doms)
+    if any(possible_in(rule, _MAX_DAYS_IN_MONTH[month]) for rule in rules for month in months):
+        return
+    days = [*map(str, sorted(doms)), *(rule.text for rule in rules)]
     names = [_MONTH_NAMES[m - 1].capitalize() for m in sorted(months)]
     months_text = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
-    days_text = f"day {days[0]} does" if len(days) == 1 else f"days {', '.join(map(str, days))} do"
+    days_text = f"day {days[0]} does" if len(days) == 1 else f"days {', '.join(days)} do"
     raise InvalidCronExpression(source, f"never fires: {days_text} not occur in {months_text}")
 
 
