@@ -1,7 +1,8 @@
 """Six-field cron expressions (seconds first) with the DST rules of docs/cron.md.
 
 Stdlib + zoneinfo only, so the scheduler, the CLI and the tests share one pure engine. Parsing the
-fields into lookup tables is cron_fields.py's job; this module searches them. The search for
+fields into lookup tables is cron_fields.py's job, and the days that depend on the month (L, W, #)
+are cron_days.py's; this module searches them. The search for
 the next fire time runs on naive wall-clock integers with precomputed lookup tables; the time zone is
 consulted only to turn the candidate into an instant (`_resolve`). Fixed-offset zones such as UTC skip
 that step entirely, which keeps `next_after` in single-digit microseconds.

@@ -28,8 +28,8 @@ DAYS = ("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT")
 DayTest = Callable[[date], bool]
 
 
-def utc(*parts: int) -> datetime:
-    return datetime(*parts, tzinfo=UTC)  # type: ignore[misc]
+def utc(year: int, month: int, day: int, hour: int = 0) -> datetime:
+    return datetime(year, month, day, hour, tzinfo=UTC)
 
 
 def first_fires(expr: str, after: datetime, count: int, tz: str = "UTC") -> list[datetime]:
@@ -336,6 +336,7 @@ def test_matches_day_by_day_and_second_by_second_walks(spec: Spec, after: dateti
         return
     assert actual == walk.replace(tzinfo=UTC)
     assert cron.matches(actual)
+    assert cron.prev_before(actual + timedelta(seconds=1)) == actual
 
 
 # --- DST: the fixed-hour rule around every transition of a few zones, 2020-2035 -------------------
