@@ -39,9 +39,9 @@ def main() -> None:
         started = time.perf_counter()
         for done in range(0, options.rows, FILL_CHUNK):
             fill_ledger(conn, min(FILL_CHUNK, options.rows - done), first=done + 1)
-        size = conn.execute(
-            "SELECT pg_size_pretty(pg_total_relation_size('sp_job_runs')), relpages FROM pg_class"
-            " WHERE relname = 'sp_job_runs'"
+        size = conn.execute(  # summed over the partitions: the partitioned table itself stores nothing
+            "SELECT pg_size_pretty(sum(pg_total_relation_size(p.relid))), sum(c.relpages)::bigint"
+            " FROM pg_partition_tree('sp_job_runs') p JOIN pg_class c ON c.oid = p.relid WHERE p.isleaf"
         ).fetchone()
         assert size is not None
         print(

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from sp_scheduler.config_fields import OVERLAP_POLICIES, JobValues, Overlap, check_job_fields, check_schedule
+from sp_scheduler.config_retention import JobRetention, Retention, check_section
 from sp_scheduler.config_yaml import location, read_yaml, unknown_keys
 from sp_scheduler.cron import load_zone
 from sp_scheduler.errors import ConfigError, InvalidTimeZone, Problem
@@ -30,8 +31,8 @@ __all__ = [
 DEFAULT_QUEUE = "sp_scheduler"
 
 _REQUIRED_JOB_KEYS = ("name", "extension", "job", "schedule", "enabled")
-_OPTIONAL_JOB_KEYS = ("timezone", "params", "timeout", "overlap", "misfire_grace", "queue")
-_SCHEDULER_KEYS = ("enabled", "jobs", "timezone", "extensions")
+_OPTIONAL_JOB_KEYS = ("timezone", "params", "timeout", "overlap", "misfire_grace", "queue", "retention")
+_SCHEDULER_KEYS = ("enabled", "jobs", "timezone", "extensions", "retention")
 _PROFILE_JOB_KEYS = ("name", "extension", "job", "schedule", "enabled", *_OPTIONAL_JOB_KEYS)
 
 
@@ -50,6 +51,7 @@ class JobConfig:
     overlap: Overlap = "skip"
     misfire_grace: float | None = None  # seconds; None = follow the period (sp_scheduler.slots.default_grace)
     queue: str = DEFAULT_QUEUE
+    retention: JobRetention = field(default_factory=JobRetention)  # overrides of the scheduler's rules
     source: str = ""  # "file:line", for messages
 
 
@@ -60,6 +62,7 @@ class SchedulerConfig:
     enabled: bool
     jobs: tuple[JobConfig, ...]
     extensions: tuple[str, ...] = ()
+    retention: Retention = field(default_factory=Retention)
     path: Path | None = None
     profile_path: Path | None = None
 
@@ -137,14 +140,25 @@ def _scheduler_section(path: Path, document: Any, problems: list[Problem]) -> di
     return scheduler
 
 
+def _retention(path: Path, scheduler: dict[str, Any], problems: list[Problem]) -> Retention:
+    """The `retention:` section (config_retention.py); each problem at the section's line."""
+    node = scheduler.get("retention")
+    reasons: list[str] = []
+    retention = check_section(node, reasons)
+    problems.extend(Problem(location(path, node if isinstance(node, dict) else scheduler), None, r) for r in reasons)
+    return retention
+
+
 def _parse_profile(
     path: Path, base_timezone: str, problems: list[Problem], warnings: list[Problem]
-) -> tuple[bool | None, list[JobValues]]:
-    """Profile entries: keyed by (extension, job), they override schedule/enabled and optional keys."""
+) -> tuple[bool | None, list[JobValues], Retention | None]:
+    """Profile entries: keyed by (extension, job), they override schedule/enabled and optional keys.
+    A profile's `retention:` section replaces the base file's."""
     document = read_yaml(path, problems)
     scheduler = _scheduler_section(path, document, problems)
     if scheduler is None:
-        return None, []
+        return None, [], None
+    retention = _retention(path, scheduler, problems) if "retention" in scheduler else None
     enabled = scheduler.get("enabled")
     if enabled is not None and not isinstance(enabled, bool):
         problems.append(Problem(location(path, scheduler), None, "'scheduler.enabled' must be true or false"))
@@ -153,7 +167,7 @@ def _parse_profile(
     raw_jobs = scheduler.get("jobs") or []
     if not isinstance(raw_jobs, list):
         problems.append(Problem(location(path, scheduler), None, "'scheduler.jobs' must be a list"))
-        return enabled, []
+        return enabled, [], retention
     for index, entry in enumerate(raw_jobs):
         if not isinstance(entry, dict):
             problems.append(Problem(str(path), None, f"jobs[{index}] must be a mapping"))
@@ -172,7 +186,7 @@ def _parse_profile(
         if not reasons:
             values["source"] = where
             entries.append(values)
-    return enabled, entries
+    return enabled, entries, retention
 
 
 def _apply_profile(
@@ -224,6 +238,7 @@ def _job_config(values: JobValues, timezone: str) -> JobConfig:
         overlap=values.get("overlap", "skip"),
         misfire_grace=values.get("misfire_grace"),
         queue=values.get("queue", DEFAULT_QUEUE),
+        retention=values.get("retention", JobRetention()),
         source=values.get("source", ""),
     )
 
@@ -239,6 +254,7 @@ def read_config(path: Path | str, profile: Path | str | None = None) -> ConfigRe
     jobs: list[JobValues] = []
     extensions: tuple[str, ...] = ()
     timezone = "UTC"
+    retention = Retention()
     if scheduler is not None:
         enabled_value = scheduler.get("enabled", True)
         if not isinstance(enabled_value, bool):
@@ -258,12 +274,14 @@ def read_config(path: Path | str, profile: Path | str | None = None) -> ConfigRe
             )
         else:
             extensions = tuple(raw_extensions)
+        retention = _retention(path, scheduler, problems)
         jobs = _parse_jobs(path, scheduler, timezone, problems, warnings)
     profile_path = Path(profile) if profile else None
     if profile_path is not None:
-        profile_enabled, overrides = _parse_profile(profile_path, timezone, problems, warnings)
+        profile_enabled, overrides, profile_retention = _parse_profile(profile_path, timezone, problems, warnings)
         if profile_enabled is not None:
             enabled = profile_enabled
+        retention = profile_retention or retention
         jobs = _apply_profile(jobs, overrides, timezone, problems)
     records = []
     names: dict[str, str] = {}
@@ -275,7 +293,12 @@ def read_config(path: Path | str, profile: Path | str | None = None) -> ConfigRe
         names[record.name] = record.source
         records.append(record)
     config = SchedulerConfig(
-        enabled=enabled, jobs=tuple(records), extensions=extensions, path=path, profile_path=profile_path
+        enabled=enabled,
+        jobs=tuple(records),
+        extensions=extensions,
+        retention=retention,
+        path=path,
+        profile_path=profile_path,
     )
     return ConfigReport(config=config, problems=tuple(problems), warnings=tuple(warnings))
 

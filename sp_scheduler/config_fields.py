@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from typing import Any, Literal, TypedDict
 
+from sp_scheduler.config_retention import JobRetention, check_job_retention
 from sp_scheduler.config_yaml import strip_lines
 from sp_scheduler.cron import load_zone, parse_schedule
 from sp_scheduler.errors import InvalidCronExpression, InvalidTimeZone
@@ -30,6 +31,7 @@ class JobValues(TypedDict, total=False):
     overlap: Overlap
     misfire_grace: float | None
     queue: str
+    retention: JobRetention
     source: str
 
 
@@ -103,6 +105,10 @@ def _check_option_fields(entry: dict[str, Any], values: JobValues, reasons: list
             reasons.append("'queue' must be a non-empty string")
         else:
             values["queue"] = entry["queue"].strip()
+    if "retention" in entry:
+        retention = check_job_retention(entry["retention"], reasons)
+        if retention is not None:
+            values["retention"] = retention
 
 
 def check_schedule(values: JobValues, timezone: str, reasons: list[str], warnings: list[str]) -> None:

@@ -48,13 +48,25 @@ def enqueue_run(
     scheduled_for: datetime | None,
     params: Mapping[str, Any],
 ) -> RunRecord:
-    """Record a 'queued' run before its Celery message is sent (manual and startup runs)."""
+    """Record a 'queued' run before its Celery message is sent (manual and startup runs).
+
+    A taken id is a `UniqueViolation`, as when the id alone was the primary key: the ledger is
+    partitioned (migration 0009), so the id is checked under a lock on it, the one `sp_claim_run` takes
+    before it inserts an id.
+    """
     query = sql.SQL(
         "INSERT INTO sp_job_runs (id, job_name, trigger, scheduled_for, status, enqueued_at, params)"
         " VALUES (%s, %s, %s, %s, 'queued', clock_timestamp(), %s) RETURNING {cols}"
     ).format(cols=COLUMNS)
     with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(_LOCK_RUN_ID, (run_id,))
+        if cur.execute("SELECT 1 FROM sp_job_runs WHERE id = %s", (run_id,)).fetchone() is not None:
+            raise psycopg.errors.UniqueViolation(f"run {run_id} already exists")
         return fetch_returned(cur, query, (run_id, job_name, trigger, scheduled_for, Jsonb(dict(params))))
+
+
+# The lock sp_claim_run takes before it inserts a run that is not a slot (store/sql/functions.sql).
+_LOCK_RUN_ID = "SELECT pg_advisory_xact_lock(hashtextextended('sp-scheduler:run:' || %s::uuid::text, 0))"
 
 
 _CLAIM = "SELECT c.outcome, c.reason, (c.run).* FROM sp_claim_run(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) AS c"

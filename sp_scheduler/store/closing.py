@@ -130,8 +130,8 @@ def record_slots(
         return 0
     with atomic(conn), conn.cursor() as cur:
         cur.execute(
-            "INSERT INTO sp_job_runs (id, job_name, trigger, scheduled_for, status, message, finished_at)"
-            " SELECT id, %s, 'schedule', slot, %s, %s, clock_timestamp()"
+            "INSERT INTO sp_job_runs (id, job_name, trigger, scheduled_for, status, message, finished_at, partition_at)"
+            " SELECT id, %s, 'schedule', slot, %s, %s, clock_timestamp(), slot"
             " FROM unnest(%s::uuid[], %s::timestamptz[]) AS s(id, slot) ON CONFLICT DO NOTHING",
             (job_name, status, message, [slot_run_id(job_name, slot) for slot in slots], list(slots)),
         )

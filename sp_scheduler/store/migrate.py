@@ -1,5 +1,6 @@
 """Versioned schema migrations: numbered SQL files applied in order, each in its own transaction,
-then the ledger's functions (`functions.py`), re-created only where their text changed.
+then the ledger's functions (`functions.py`), re-created only where their text changed, then the
+ledger's partitions of this week and the next (`partitions.py`).
 
 Files are `migrations/NNNN_name.sql` shipped as package data; the number is the schema version, and
 the numbers run 1, 2, 3... without gaps. Migrations hold tables, indexes and constraints only.
@@ -22,6 +23,7 @@ from psycopg.rows import tuple_row
 
 from sp_scheduler.errors import SchemaOutOfDate
 from sp_scheduler.store.functions import apply_functions, missing_functions, stale_functions
+from sp_scheduler.store.partitions import ensure_partitions
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +124,11 @@ def apply_schema(conn: psycopg.Connection[Any]) -> Upgrade:
         versions = _apply_pending(conn)
         if schema_version(conn) > CODE_SCHEMA_VERSION:
             return Upgrade(versions, [])
-        return Upgrade(versions, apply_functions(conn))
+        functions = apply_functions(conn)
+        # This week's partitions and the next ones, so a new ledger's rows never wait in DEFAULT for the
+        # retention job's first pass (store/partitions.py).
+        ensure_partitions(conn)
+        return Upgrade(versions, functions)
     finally:
         if not conn.broken:
             with conn.transaction():

@@ -213,7 +213,12 @@ def test_an_older_database_upgrades_and_keeps_its_data(empty: psycopg.Connection
     assert apply_schema(empty) == Upgrade(list(range(version + 1, CODE_SCHEMA_VERSION + 1)), FUNCTION_NAMES)
     require_current_schema(empty)
     assert stale_functions(empty) == []
-    assert {name: functions_in_database(empty, name) for name in FUNCTION_NAMES} == old  # replaced in place
+    # Replaced, no overload left: migration 0009 re-creates them (they return rows of sp_job_runs, whose
+    # table it rebuilt as a partitioned one), so each keeps its signature but not its oid.
+    now = {name: functions_in_database(empty, name) for name in FUNCTION_NAMES}
+    assert {name: [(a, r) for _, a, r in found] for name, found in now.items()} == {
+        name: [(a, r) for _, a, r in found] for name, found in old.items()
+    }
 
     runs = {r.id[-1]: r for r in history(empty)}
     assert {k: r.status for k, r in runs.items()} == {"1": "succeeded", "2": "running", "3": "queued", "4": "skipped"}
@@ -221,6 +226,16 @@ def test_an_older_database_upgrades_and_keeps_its_data(empty: psycopg.Connection
     override = get_override(empty, "report")
     assert override is not None and (override.enabled, override.expires_at) == (False, None)
     assert [row.message for _, row in query_logs(empty, run_id=runs["1"].id)] == ["job succeeded"]
+    # The rows now live in partitioned tables (0009), the old log line keeps its id and new ones follow it.
+    kinds = empty.execute(
+        "SELECT relname::text, relkind::text FROM pg_class WHERE relname IN ('sp_job_runs', 'sp_logs')"
+    ).fetchall()
+    assert dict(kinds) == {"sp_job_runs": "p", "sp_logs": "p"}
+    with empty.transaction():
+        (old_id,) = empty.execute("SELECT max(id) FROM sp_logs").fetchone() or (None,)
+        empty.execute("INSERT INTO sp_logs (level, logger, message) VALUES ('INFO', 't', 'after the upgrade')")
+        (new_id,) = empty.execute("SELECT max(id) FROM sp_logs").fetchone() or (None,)
+    assert old_id is not None and new_id == old_id + 1
 
     # Today's claim rules are in force: the old running row (its lease long expired) still holds off an
     # `overlap: skip` slot (0008), the override still disables scheduled slots.

@@ -48,7 +48,7 @@ def test_config_validate_json_ok(runner: CliRunner) -> None:
     result = runner.invoke(cli, ["--config", str(SHIPPED), "config", "validate", "--json"])
     assert result.exit_code == 0
     report = json.loads(result.stdout)
-    assert report["ok"] is True and report["configured"] == 9 and report["problems"] == []
+    assert report["ok"] is True and report["configured"] == 10 and report["problems"] == []
     assert report["config"] == str(SHIPPED)
 
 

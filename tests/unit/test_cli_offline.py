@@ -20,6 +20,7 @@ SEED_NAMES = {
     "cleanup_empty_contexts",
     "cleanup_inactive_sessions",
     "database_cleanup",
+    "ledger_retention",
     "publish_content",
     "publish_pipeline",
     "content_analytics_aggregation",
@@ -114,7 +115,7 @@ def test_cron_next_errors_are_one_line(runner: CliRunner) -> None:
 
 def test_config_validate_passes_on_the_shipped_config(runner: CliRunner) -> None:
     code, out, _ = invoke(runner, "config", "validate")
-    assert code == 0 and "9 configured job(s)" in out
+    assert code == 0 and "10 configured job(s)" in out
 
 
 @pytest.mark.parametrize(

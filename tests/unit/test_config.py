@@ -35,6 +35,7 @@ def test_shipped_config_has_the_seed_jobs() -> None:
         "cleanup_empty_contexts": "0 0 * * * *",
         "cleanup_inactive_sessions": "0 0 * * * *",
         "database_cleanup": "0 0 4 * * *",
+        "ledger_retention": "0 30 4 * * *",
         "publish_content": "0 */30 * * * *",
         "publish_pipeline": "0 */15 * * * *",
         "content_analytics_aggregation": "0 */15 * * * *",

@@ -16,6 +16,7 @@ SEED_JOBS = {
     ("core", "database_cleanup"): "0 0 4 * * *",
     ("core", "publish_content"): "0 */30 * * * *",
     ("core", "heartbeat"): "",
+    ("core", "ledger_retention"): "0 30 4 * * *",
     ("web", "publish_pipeline"): "0 */15 * * * *",
     ("web", "content_analytics_aggregation"): "0 */15 * * * *",
     ("web", "daily_traffic_report"): "0 0 7,19 * * *",

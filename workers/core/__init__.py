@@ -9,6 +9,7 @@ from workers.core.jobs import (
     DatabaseCleanup,
     PublishContent,
 )
+from workers.core.ledger_retention import LedgerRetention
 
 extension = Extension(
     name="core",
@@ -18,6 +19,7 @@ extension = Extension(
         CleanupInactiveSessions(),
         DatabaseCleanup(),
         Heartbeat(),
+        LedgerRetention(),
         PublishContent(),
     ),
 )

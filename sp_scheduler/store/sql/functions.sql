@@ -94,13 +94,22 @@ BEGIN
         PERFORM pg_advisory_xact_lock(hashtextextended('sp-scheduler:job:' || p_job, 0));
     END IF;
 
+    -- A slot's rows all live in the partition of its instant (partition_at = scheduled_for), where the
+    -- unique index decides. Any other id is not unique by index across partitions (the key must hold
+    -- partition_at), so a claim that does not find it inserts it under a lock on the id, after looking again.
     IF p_trigger = 'schedule' THEN
         SELECT * INTO v_existing FROM sp_job_runs
-         WHERE job_name = p_job AND scheduled_for = p_slot AND trigger = 'schedule';
+         WHERE job_name = p_job AND scheduled_for = p_slot AND partition_at = p_slot AND trigger = 'schedule';
+        v_found := FOUND;
     ELSE
         SELECT * INTO v_existing FROM sp_job_runs WHERE id = p_id FOR UPDATE;
+        v_found := FOUND;
+        IF NOT v_found THEN
+            PERFORM pg_advisory_xact_lock(hashtextextended('sp-scheduler:run:' || p_id::text, 0));
+            SELECT * INTO v_existing FROM sp_job_runs WHERE id = p_id FOR UPDATE;
+            v_found := FOUND;
+        END IF;
     END IF;
-    v_found := FOUND;
     IF v_found AND (p_trigger = 'schedule' OR v_existing.status <> 'queued') THEN
         RETURN QUERY SELECT 'duplicate'::text,
             format('already claimed as run %s (%s)', v_existing.id, v_existing.status), v_existing;
@@ -143,23 +152,24 @@ BEGIN
             finished_at = CASE WHEN v_running THEN NULL ELSE clock_timestamp() END,
             worker = p_worker,
             lease_expires_at = CASE WHEN v_running THEN clock_timestamp() + make_interval(secs => p_lease) END
-         WHERE id = p_id
+         WHERE id = p_id AND partition_at = v_existing.partition_at
         RETURNING * INTO v_existing;
     ELSE
         INSERT INTO sp_job_runs (id, job_name, trigger, scheduled_for, status, message, started_at, finished_at,
-                                 worker, lease_expires_at, params)
+                                 worker, lease_expires_at, params, partition_at)
         VALUES (p_id, p_job, p_trigger, p_slot, v_status, v_message,
                 CASE WHEN v_running THEN clock_timestamp() END,
                 CASE WHEN v_running THEN NULL ELSE clock_timestamp() END,
                 p_worker,
                 CASE WHEN v_running THEN clock_timestamp() + make_interval(secs => p_lease) END,
-                p_params)
+                p_params,
+                CASE WHEN p_trigger = 'schedule' THEN p_slot ELSE clock_timestamp() END)
         ON CONFLICT DO NOTHING
         RETURNING * INTO v_existing;
         IF NOT FOUND THEN  -- another delivery, or beat's record_slot, holds the slot or the id already
             IF p_trigger = 'schedule' THEN
                 SELECT * INTO v_existing FROM sp_job_runs
-                 WHERE job_name = p_job AND scheduled_for = p_slot AND trigger = 'schedule';
+                 WHERE job_name = p_job AND scheduled_for = p_slot AND partition_at = p_slot AND trigger = 'schedule';
             ELSE
                 SELECT * INTO v_existing FROM sp_job_runs WHERE id = p_id;
             END IF;
