@@ -38,7 +38,7 @@ SEEDS = [
     "0 0 0 * * 1",
     "0 0 0 * * *",
 ]
-# The month-dependent forms (issue 21), each with the croniter expression it is timed against. croniter
+# The month-dependent forms, each with the croniter expression it is timed against. croniter
 # spells "last Friday" L5 and has no L-n or LW: those are timed against its nearest form (marked `~`)
 # and not checked for equal results.
 MONTH_RULES: list[tuple[str, str, bool]] = [
