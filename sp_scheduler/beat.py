@@ -27,7 +27,6 @@ from sp_scheduler.beat_catalog import BeatCatalog
 from sp_scheduler.beat_resources import BeatResources, beat_ledger
 from sp_scheduler.catalog import Catalog
 from sp_scheduler.celery_app import settings_of
-from sp_scheduler.cron import CronExpression
 from sp_scheduler.entries import EntrySpec, SentSlots, desired_entries
 from sp_scheduler.firing import MAX_SLEEP, Firing
 from sp_scheduler.leadership import LOCK_TTL, Leadership, new_beat_id
@@ -197,9 +196,6 @@ class SlotScheduler(RedBeatScheduler):  # type: ignore[misc]
         sync_entries(client, desired, self.sent, datetime.now(UTC), lead=self.firing.lead(len(desired)))
         if desired != self._desired:
             self._desired = desired
-            self.live = {
-                name: ScheduledJob(CronExpression.parse(spec.expression, spec.timezone), spec.timeout)
-                for name, spec in desired.items()
-            }
+            self.live = {name: ScheduledJob(spec.parsed(), spec.timeout) for name, spec in desired.items()}
         if self.metrics is not None:
             self.metrics.entries.set(len(desired))

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from sp_scheduler.catalog import Catalog, JobDefinition, effective_enabled
+from sp_scheduler.cron import CronExpression
 from sp_scheduler.messages import TASK_NAME
 from sp_scheduler.schedule import TYPE_TAG as SCHEDULE_TYPE_TAG
 from sp_scheduler.schedule import ScheduleEncoder
@@ -31,6 +32,11 @@ class EntrySpec:
     queue: str
     timeout: float | None
     misfire_grace: float | None  # None: follow the period
+    cron: CronExpression | None = field(default=None, compare=False, repr=False)  # parsed, when known
+
+    def parsed(self) -> CronExpression:
+        """The parsed expression: the catalogue's, or parsed now (the parse cache holds 4,096)."""
+        return self.cron if self.cron is not None else CronExpression.parse(self.expression, self.timezone)
 
     def definition(self) -> str:
         """The entry's `definition` field, deterministic so changes are detected by comparison.
@@ -61,7 +67,7 @@ def _definition(spec: EntrySpec) -> str:
 def desired_entries(catalog: Catalog, overrides: Mapping[str, bool]) -> dict[str, EntrySpec]:
     """Every job that should be on the live schedule: has a cron, is enabled (override wins)."""
     return {
-        d.name: EntrySpec(d.name, d.schedule, d.timezone, d.queue, d.timeout, d.misfire_grace)
+        d.name: EntrySpec(d.name, d.schedule, d.timezone, d.queue, d.timeout, d.misfire_grace, d.cron)
         for d in catalog
         if d.cron is not None and effective_enabled(catalog, d, overrides.get(d.name)).value
     }

@@ -14,7 +14,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sp_scheduler import keys
-from sp_scheduler.cron import CronExpression
 from sp_scheduler.entries import EntryDiff, EntrySpec, SentSlots, diff_entries, encode_meta
 
 log = logging.getLogger(__name__)
@@ -81,7 +80,7 @@ def _write(
                 elif remembered is not None and remembered[1] > start:
                     start = remembered[1]  # the slot already went out: the next one comes after it
                 pipe.hset(key, mapping={"definition": definition, "meta": encode_meta(start)})
-                scores[key] = CronExpression.parse(spec.expression, spec.timezone).next_after(start).timestamp()
+                scores[key] = spec.parsed().next_after(start).timestamp()
                 log.debug(
                     "schedule entry set",
                     extra={"job": name, "change": change, "schedule": spec.expression, "timezone": spec.timezone},
