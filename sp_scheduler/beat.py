@@ -6,8 +6,9 @@ leader sends one message per due slot carrying `scheduled_for`; slots it could n
 recorded `missed` in Postgres, and after downtime a job runs once (coalesced), never as a burst.
 
 This module only orders the tick; its parts are leadership.py (the lock), entries.py and sync.py
-(what the schedule holds), firing.py (due slots), startup.py (startup runs) and beat_resources.py
-(settings, config, ledger pool). A Redis outage makes beat wait and retry instead of exiting, and
+(what the schedule holds), firing.py and lookahead.py (due slots, prepared early enough), startup.py
+(startup runs), beat_catalog.py (the config, reloaded on its own thread) and beat_resources.py
+(settings, ledger pool). A Redis outage makes beat wait and retry instead of exiting, and
 Postgres is never touched on the tick: beat_ledger.py does that work on its own thread.
 """
 
