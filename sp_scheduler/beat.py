@@ -6,8 +6,9 @@ leader sends one message per due slot carrying `scheduled_for`; slots it could n
 recorded `missed` in Postgres, and after downtime a job runs once (coalesced), never as a burst.
 
 This module only orders the tick; its parts are leadership.py (the lock), entries.py and sync.py
-(what the schedule holds), firing.py (due slots), startup.py (startup runs) and beat_resources.py
-(settings, config, ledger pool). A Redis outage makes beat wait and retry instead of exiting, and
+(what the schedule holds), firing.py and lookahead.py (due slots, prepared early enough), startup.py
+(startup runs), beat_catalog.py (the config, reloaded on its own thread) and beat_resources.py
+(settings, ledger pool). A Redis outage makes beat wait and retry instead of exiting, and
 Postgres is never touched on the tick: beat_ledger.py does that work on its own thread.
 """
 
@@ -23,10 +24,10 @@ import redis
 from redbeat.schedulers import RedBeatScheduler, get_redis
 
 from sp_scheduler import keys
+from sp_scheduler.beat_catalog import BeatCatalog
 from sp_scheduler.beat_resources import BeatResources, beat_ledger
 from sp_scheduler.catalog import Catalog
 from sp_scheduler.celery_app import settings_of
-from sp_scheduler.cron import CronExpression
 from sp_scheduler.entries import EntrySpec, SentSlots, desired_entries
 from sp_scheduler.firing import MAX_SLEEP, Firing
 from sp_scheduler.leadership import LOCK_TTL, Leadership, new_beat_id
@@ -44,7 +45,8 @@ __all__ = ["EntrySpec", "SlotScheduler", "desired_entries"]
 log = logging.getLogger(__name__)
 
 STANDBY_POLL = 1.0
-SYNC_INTERVAL = 10.0  # full re-sync with config and overrides even when nothing signalled a change
+SYNC_INTERVAL = 10.0  # check that Redis holds as many entries as the schedule, even when nothing signalled a change
+FULL_SYNC_INTERVAL = 60.0  # compare every entry with Redis (repairs hand edits) at least this often
 OVERRIDES_WAIT = 0.5  # how long a sync waits for fresh overrides when it needs them now (first sync, CLI)
 
 
@@ -55,10 +57,11 @@ class SlotScheduler(RedBeatScheduler):  # type: ignore[misc]
 
     def __init__(self, app: Any, **kwargs: Any) -> None:
         self.resources = BeatResources(settings_of(app))
-        self.watch = self.resources.watch
+        self.watch = BeatCatalog(self.resources.watch)  # reloads on its own thread, never on the tick
         self.leadership = Leadership(new_beat_id())
         self.beat_id = self.leadership.beat_id
         self._synced_at = 0.0
+        self._checked_at = 0.0
         self._synced_loads = -1
         self._synced_overrides = -1
         self.sent = SentSlots()
@@ -67,6 +70,7 @@ class SlotScheduler(RedBeatScheduler):  # type: ignore[misc]
         self.startup = StartupRuns(self.ledger, self.watch.catalog, self._send_run)
         self.metrics: BeatMetrics | None = None
         self.live: Mapping[str, ScheduledJob] = {}  # the synced schedule, for the ledger timestamps
+        self._desired: Mapping[str, EntrySpec] = {}
         self.publisher: BatchPublisher | None = None
         super().__init__(app, **kwargs)
         self.lock_key = None  # leadership is ours (in tick); RedBeat's blocking beat_init lock stays out
@@ -99,6 +103,7 @@ class SlotScheduler(RedBeatScheduler):  # type: ignore[misc]
 
     def close(self) -> None:
         self.leadership.release()
+        self.watch.stop()
         self.ledger.stop()  # after the lock: a standby need not wait while pending ledger work is written
         self.resources.close()
         super().close()
@@ -161,26 +166,37 @@ class SlotScheduler(RedBeatScheduler):  # type: ignore[misc]
     def request_sync(self) -> None:
         """Make the next tick re-sync (SIGHUP)."""
         self._synced_at = 0.0
+        self._checked_at = 0.0
 
     def _maybe_sync(self, client: Any, now: float) -> None:
+        """Sync when config or overrides changed, when Redis lost entries, and fully every FULL_SYNC_INTERVAL.
+
+        Between full syncs the periodic check is a ZCARD: reading and comparing 10,000 entries every
+        SYNC_INTERVAL was most of an idle leader's CPU.
+        """
         catalog = self.watch.catalog()
         flagged = client.getdel(keys.SYNC_REQUESTED) is not None  # the CLI changed an override
         if flagged or self._synced_overrides < 0:  # ...or this is the first sync: wait briefly for them
             self.ledger.refresh_overrides(OVERRIDES_WAIT)
         changed = self.watch.reloaded != self._synced_loads or self.ledger.overrides()[0] != self._synced_overrides
-        if changed or flagged or now - self._synced_at >= SYNC_INTERVAL:
+        due = changed or flagged or now - self._synced_at >= FULL_SYNC_INTERVAL
+        if not due and now - self._checked_at >= SYNC_INTERVAL:
+            self._checked_at = now
+            due = client.zcard(keys.schedule_key()) != len(self._desired)  # Redis lost (or gained) entries
+        if due:
             self.sync_entries(client, catalog)
             self._synced_loads = self.watch.reloaded
-            self._synced_at = now
+            self._synced_at = self._checked_at = now
 
     def sync_entries(self, client: Any, catalog: Catalog) -> None:
         """Add new jobs, update changed ones, remove deleted or disabled ones (overrides as last read)."""
         self._synced_overrides, overrides = self.ledger.overrides()
         desired = desired_entries(catalog, overrides)
-        sync_entries(client, desired, self.sent, datetime.now(UTC))
-        self.live = {
-            name: ScheduledJob(CronExpression.parse(spec.expression, spec.timezone), spec.timeout)
-            for name, spec in desired.items()
-        }
+        # New entries count from a moment far enough ahead that their first burst can be prepared on
+        # time (all of them due at once, at worst), so a beat that just started fires its first on time.
+        sync_entries(client, desired, self.sent, datetime.now(UTC), lead=self.firing.lead(len(desired)))
+        if desired != self._desired:
+            self._desired = desired
+            self.live = {name: ScheduledJob(spec.parsed(), spec.timeout) for name, spec in desired.items()}
         if self.metrics is not None:
             self.metrics.entries.set(len(desired))

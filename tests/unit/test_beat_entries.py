@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import logging
 from datetime import UTC, datetime, timedelta
 
 import fakeredis
+import pytest
 
 from sp_scheduler import keys
 from sp_scheduler.entries import EntryDiff, EntrySpec, SentSlots, diff_entries
+from sp_scheduler.messages import TASK_NAME
+from sp_scheduler.schedule import CronSchedule, ScheduleEncoder
 from sp_scheduler.sync import read_entries, sync_entries
 
 NOW = datetime(2026, 5, 1, 12, 0, 0, 400000, tzinfo=UTC)
@@ -73,3 +78,58 @@ def test_an_entry_redis_lost_counts_from_the_last_slot_this_beat_sent() -> None:
     sync_entries(client, {"a": spec("a")}, sent, NOW)  # Redis came back empty
     assert client.zscore(keys.schedule_key(), keys.entry_key("a")) == (last_slot + timedelta(minutes=1)).timestamp()
     assert sent.broker_gap == {"a"}
+
+
+def test_a_definition_is_the_text_the_schedule_encoder_writes() -> None:
+    # Built without a CronSchedule, for speed: it must stay the text RedBeat's encoder produced.
+    timed = EntrySpec("a", "*/5 * * * * *", "Europe/Paris", "q", 30.0, 2.5)
+    for entry in (spec("a"), timed):
+        body = {
+            "name": entry.job_name,
+            "task": TASK_NAME,
+            "args": [],
+            "kwargs": {"job_name": entry.job_name, "timeout": entry.timeout, "misfire_grace": entry.misfire_grace},
+            "options": {"queue": entry.queue},
+            "schedule": CronSchedule(entry.expression, entry.timezone),
+            "enabled": True,
+        }
+        assert entry.definition() == json.dumps(body, cls=ScheduleEncoder, sort_keys=True)
+
+
+def test_a_sync_logs_one_summary_line_and_each_entry_at_debug(caplog: pytest.LogCaptureFixture) -> None:
+    client = fakeredis.FakeRedis(decode_responses=True)
+    sent = SentSlots()
+    many = {f"job{i}": spec(f"job{i}") for i in range(50)}
+    with caplog.at_level(logging.DEBUG, logger="sp_scheduler.sync"):
+        sync_entries(client, {**many, "gone": spec("gone")}, sent, NOW)
+        caplog.clear()
+        sync_entries(client, many, sent, NOW)
+    info = [r for r in caplog.records if r.levelno >= logging.INFO]
+    assert [r.getMessage() for r in info] == ["schedule synced"]
+    assert (info[0].added, info[0].updated, info[0].removed, info[0].removed_jobs) == (0, 0, 1, "gone")  # type: ignore[attr-defined]
+    assert [r.job for r in caplog.records if r.getMessage() == "schedule entry removed"] == ["gone"]  # type: ignore[attr-defined]
+    caplog.clear()
+    with caplog.at_level(logging.DEBUG, logger="sp_scheduler.sync"):
+        sync_entries(client, many, sent, NOW)  # nothing to change: the summary is DEBUG too
+    assert [r.levelno for r in caplog.records] == [logging.DEBUG]
+
+
+def test_new_entries_count_from_the_lead_changed_ones_from_now() -> None:
+    client = fakeredis.FakeRedis(decode_responses=True)
+    sent = SentSlots()
+    every_second = "* * * * * *"
+    sync_entries(client, {"old": spec("old", every_second)}, sent, NOW)
+    changed = {"old": spec("old", every_second, queue="other"), "new": spec("new", every_second)}
+    sync_entries(client, changed, sent, NOW, lead=2.0)
+    whole = NOW.replace(microsecond=0)
+    assert client.zscore(keys.schedule_key(), keys.entry_key("old")) == (whole + timedelta(seconds=1)).timestamp()
+    assert client.zscore(keys.schedule_key(), keys.entry_key("new")) == (whole + timedelta(seconds=3)).timestamp()
+
+
+def test_a_changed_entry_never_counts_from_before_the_slot_this_beat_sent() -> None:
+    client = fakeredis.FakeRedis(decode_responses=True)
+    sent_slot = NOW.replace(microsecond=0) + timedelta(seconds=1)  # sent ahead of NOW (within the look-ahead)
+    sent = SentSlots(last={keys.entry_key("a"): (spec("a", "* * * * * *").definition(), sent_slot)})
+    sync_entries(client, {"a": spec("a", "* * * * * *")}, sent, NOW)  # seeds Redis: an unchanged entry lost
+    sync_entries(client, {"a": spec("a", "* * * * * *", queue="other")}, sent, NOW)
+    assert client.zscore(keys.schedule_key(), keys.entry_key("a")) == (sent_slot + timedelta(seconds=1)).timestamp()

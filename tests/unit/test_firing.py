@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import fakeredis
 import pytest
 
+from sp_scheduler import firing as firing_module
 from sp_scheduler import keys
 from sp_scheduler.beat_ledger import MissedSlots
 from sp_scheduler.entries import EntrySpec, SentSlots
@@ -138,3 +139,37 @@ def test_an_undecodable_entry_is_skipped_and_retried_later(client: fakeredis.Fak
     firing.fire_due(client)
     assert publisher.sent == []
     assert client.zscore(keys.schedule_key(), keys.entry_key("a")) == pytest.approx(clock.now + 60.0)
+
+
+def test_the_lookahead_grows_with_the_entries_due_at_the_next_slot(client: fakeredis.FakeRedis) -> None:
+    specs = [every(f"j{i}", "* * * * * *") for i in range(3000)]
+    clock, publisher, missed, firing = setup(client, *specs)
+    firing.lookahead.per_entry = 200e-6  # as if measured: 3,000 entries take 0.6 s, so wake 1.2 s ahead
+    slot = datetime(2026, 5, 1, 12, 0, 1, tzinfo=UTC)
+    clock.set(slot - timedelta(seconds=2))
+    assert firing.next_sleep(client) == pytest.approx(2 - 1.2)
+    clock.set(slot - timedelta(seconds=1.1))  # woke about as told: every entry of the slot is read and prepared
+    firing.fire_due(client)
+    assert clock.slept == [pytest.approx(1.1)]
+    assert len(publisher.sent) == 3000 and {at for at, _ in publisher.sent} == {slot.timestamp()}
+    assert {o.request.scheduled_for for _, o in publisher.sent} == {slot} and missed == []
+    assert client.zcount(keys.schedule_key(), "-inf", slot.timestamp()) == 0  # every entry moved on
+
+
+def test_a_few_entries_keep_the_least_lookahead(client: fakeredis.FakeRedis) -> None:
+    clock, _, _, firing = setup(client, *(every(f"j{i}", "* * * * * *") for i in range(10)))
+    firing.lookahead.per_entry = 1e-3
+    slot = datetime(2026, 5, 1, 12, 0, 1, tzinfo=UTC)
+    assert firing.next_sleep(client) == pytest.approx(slot.timestamp() - LOOKAHEAD - clock.now)
+    assert firing.window == LOOKAHEAD
+
+
+def test_identical_definitions_are_decoded_once(client: fakeredis.FakeRedis, monkeypatch: pytest.MonkeyPatch) -> None:
+    clock, publisher, _, firing = setup(client, every("a", "* * * * * *"))
+    decoded: list[str] = []
+    original = firing_module.decode_definition
+    monkeypatch.setattr(firing_module, "decode_definition", lambda text: decoded.append(text) or original(text))
+    for second in (1, 2, 3):
+        clock.set(datetime(2026, 5, 1, 12, 0, second, tzinfo=UTC))
+        firing.fire_due(client)
+    assert len(publisher.sent) == 3 and len(decoded) == 1
