@@ -9,8 +9,9 @@ the ledger floor, is the bare task plus one claim statement per run carrying the
 outcome, in raw psycopg: it separates what Postgres costs from what sp-scheduler's own code costs.
 Prints throughput, per-run time, CPU per run, the ratios, and whether sp-scheduler is within its
 target: at most 1.5x the floor (docs/decisions.md says why the floor, not the bare task, is the
-baseline). Needs Postgres and Redis: SP_BENCH_POSTGRES_URL / SP_REDIS_URL, or the local
-defaults. bench/ledger_statement.py prices the ledger statement on its own.
+baseline). Needs Postgres and Redis: SP_BENCH_POSTGRES_URL (default the local server, a scratch
+database is made) and SP_REDIS_URL (flushed; default a private redis-server on a free port).
+bench/ledger_statement.py prices the ledger statement on its own.
 """
 
 from __future__ import annotations
@@ -21,12 +22,17 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import psycopg
 import redis
 from celery import Celery
 
@@ -34,6 +40,8 @@ ROOT = Path(__file__).resolve().parents[1]
 # sp-scheduler's time per run may be at most this many times the ledger floor's.
 FLOOR_TARGET = 1.5
 sys.path.insert(0, str(ROOT))
+
+from beat_lateness import private_redis  # noqa: E402
 
 from sp_scheduler.runner import RunRequest  # noqa: E402
 from sp_scheduler.settings import Settings  # noqa: E402
@@ -93,21 +101,105 @@ def ledger_statement():
 
 @dataclass(frozen=True)
 class Measure:
-    """One side's figures for one round: wall time until every run was done, and the machine's busy CPU time."""
+    """One side's figures for one round: wall time until every run was done, the machine's busy CPU time,
+    and how that CPU split: the worker's processes, and the Postgres backends serving the bench database
+    (0 where the side has none), with the mean number of those backends active (in a statement) at a time
+    and, of the active ones sampled, how many waited on what (pg_stat_activity's wait_event; "CPU" for none)."""
 
     wall: float
     cpu: float
+    worker_cpu: float = 0.0
+    postgres_cpu: float = 0.0
+    postgres_active: float = 0.0
+    postgres_waits: dict[str, int] = field(default_factory=dict)  # active backends seen waiting, by wait event
 
 
 class Stopwatch:
-    """Wall time and whole-machine CPU time since it was made."""
+    """Wall time and CPU time since it was made: the whole machine's, the worker process group's, and that of
+    the database's Postgres backends (all but `exclude`, the bench's own connection), which a thread also
+    samples from pg_stat_activity every ACTIVITY_EVERY seconds."""
 
-    def __init__(self) -> None:
+    def __init__(self, worker: subprocess.Popen[bytes], database_url: str | None = None, exclude: int = 0) -> None:
+        self.worker, self.database_url, self.exclude = worker, database_url, exclude
+        self.before = self.split()
+        self.active: list[int] = []
+        self.waits: Counter[str] = Counter()
+        self.stopping = threading.Event()
+        self.sampler = threading.Thread(target=self.sample, daemon=True)
+        if database_url:
+            self.sampler.start()
         self.wall = time.perf_counter()
         self.cpu = busy_cpu_seconds()
 
     def read(self) -> Measure:
-        return Measure(time.perf_counter() - self.wall, busy_cpu_seconds() - self.cpu)
+        wall, cpu = time.perf_counter() - self.wall, busy_cpu_seconds() - self.cpu
+        self.stopping.set()
+        if self.sampler.is_alive():
+            self.sampler.join()
+        after = self.split()
+        worker, postgres = (
+            sum(seconds - self.before[kind].get(pid, 0.0) for pid, seconds in after[kind].items())
+            for kind in ("worker", "postgres")
+        )
+        active = statistics.mean(self.active) if self.active else 0.0
+        return Measure(wall, cpu, worker, postgres, active, dict(self.waits))
+
+    def split(self) -> dict[str, dict[int, float]]:
+        """CPU seconds so far of each worker process and each of the database's backends, by pid."""
+        backends = []
+        if self.database_url:
+            with psycopg.connect(self.database_url, autocommit=True) as conn:
+                rows = conn.execute(BACKENDS, (self.exclude,)).fetchall()
+            backends = [pid for (pid,) in rows]
+        return {
+            "worker": cpu_seconds_of(group_pids(self.worker.pid)),
+            "postgres": cpu_seconds_of(backends),
+        }
+
+    def sample(self) -> None:
+        assert self.database_url is not None  # started only with one
+        with psycopg.connect(self.database_url, autocommit=True) as conn:
+            while not self.stopping.wait(ACTIVITY_EVERY):
+                rows = conn.execute(ACTIVE_BACKENDS, (self.exclude,)).fetchall()
+                self.active.append(len(rows))
+                self.waits.update(f"{kind}:{event}" if event else "CPU" for kind, event in rows)
+
+
+# The backends serving the bench database, the bench's own connections aside.
+BACKENDS = (
+    "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND backend_type = 'client backend'"
+    " AND pid NOT IN (pg_backend_pid(), %s)"
+)
+ACTIVE_BACKENDS = (
+    "SELECT wait_event_type, wait_event FROM pg_stat_activity WHERE datname = current_database()"
+    " AND backend_type = 'client backend' AND state = 'active' AND pid NOT IN (pg_backend_pid(), %s)"
+)
+ACTIVITY_EVERY = 0.1  # seconds between two pg_stat_activity samples
+
+
+def group_pids(pgid: int) -> list[int]:
+    """The processes of a process group (a worker started in its own session: its main and pool processes)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[2]) == pgid:
+                    pids.append(int(entry.name))
+            except (OSError, IndexError, ValueError):
+                continue  # gone meanwhile
+    return pids
+
+
+def cpu_seconds_of(pids: list[int]) -> dict[int, float]:
+    """utime + stime of each process still alive (Linux /proc), in seconds."""
+    seconds = {}
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        seconds[pid] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return seconds
 
 
 def busy_cpu_seconds() -> float:
@@ -186,7 +278,7 @@ def bench_ours(db_url: str, redis_url: str, runs: int, concurrency: int, tmp: Pa
         app = create_app(Settings(database_url=db_url, redis_url=redis_url, config_path=config))
         last = slot_run_id("noop", base + timedelta(seconds=runs - 1))
         with connect(db_url, autocommit=True) as conn:
-            watch = Stopwatch()
+            watch = Stopwatch(worker, db_url, exclude=conn.info.backend_pid)
             for i in range(runs):
                 send_run(app, RunRequest("noop", "schedule", base + timedelta(seconds=i)))
 
@@ -208,11 +300,18 @@ def bench_ours(db_url: str, redis_url: str, runs: int, concurrency: int, tmp: Pa
 
 
 def bench_bare(
-    redis_url: str, runs: int, concurrency: int, tmp: Path, source: str = BARE_APP, **env_vars: str
+    redis_url: str,
+    runs: int,
+    concurrency: int,
+    tmp: Path,
+    source: str = BARE_APP,
+    database_url: str | None = None,
 ) -> Measure:
     """A plain Celery worker running `source`'s bare.noop task (the bare no-op, or the ledger floor)."""
     (tmp / "bare_app.py").write_text(source)
-    env = {**os.environ, "SP_REDIS_URL": redis_url, "PYTHONPATH": str(tmp), **env_vars}
+    env = {**os.environ, "SP_REDIS_URL": redis_url, "PYTHONPATH": str(tmp)}
+    if database_url:
+        env["SP_DATABASE_URL"] = database_url
     log = tmp / "bare.log"
     worker = start(
         [
@@ -240,7 +339,7 @@ def bench_bare(
         app.conf.update(task_serializer="json")
         client = redis.Redis.from_url(redis_url)
         key = f"bench:{uuid.uuid4().hex}"
-        watch = Stopwatch()
+        watch = Stopwatch(worker, database_url)
         for _ in range(runs):
             app.send_task("bare.noop", args=[key], queue="bare")
         wait_for(lambda: int(client.get(key) or 0), runs)
@@ -255,21 +354,37 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds; medians are reported")
     options = parser.parse_args()
+    with services() as (db_url, redis_url, tmp):
+        sides = measure_sides(db_url, redis_url, tmp, options.runs, options.concurrency, options.rounds)
+    report(options, *sides)
+
+
+@contextmanager
+def services() -> Iterator[tuple[str, str, Path]]:
+    """A scratch ledger on SP_BENCH_POSTGRES_URL's server (default local), a Redis database (SP_REDIS_URL,
+    FLUSHED first, or else a private redis-server on a free port: never one tests lease) and a temp dir."""
     server = os.environ.get("SP_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-    redis_url = os.environ.get("SP_REDIS_URL", "redis://127.0.0.1:6379/15")
     with scratch_database(server, migrated=True) as db_url, tempfile.TemporaryDirectory() as directory:
-        redis.Redis.from_url(redis_url).flushdb()
         tmp = Path(directory)
-        bares, floors, ourses = [], [], []
-        for round_number in range(options.rounds):
-            bares.append(bench_bare(redis_url, options.runs, options.concurrency, tmp))
-            floors.append(
-                bench_bare(redis_url, options.runs, options.concurrency, tmp, LEDGER_FLOOR_APP, SP_DATABASE_URL=db_url)
-            )
-            # Past slots (a future one would be refused), a day apart per round so rounds never collide.
-            base = datetime(2020, 1, 1, tzinfo=UTC) + timedelta(days=round_number)
-            ourses.append(bench_ours(db_url, redis_url, options.runs, options.concurrency, tmp, base))
-    report(options, bares, floors, ourses)
+        given = os.environ.get("SP_REDIS_URL")
+        with nullcontext(given) if given else private_redis(tmp) as redis_url:
+            redis.Redis.from_url(redis_url).flushdb()
+            yield db_url, redis_url, tmp
+
+
+def measure_sides(
+    db_url: str, redis_url: str, tmp: Path, runs: int, concurrency: int, rounds: int, first_day: int = 0
+) -> tuple[list[Measure], list[Measure], list[Measure]]:
+    """Bare, floor and ours, one after the other in each round: the rounds alternate so the sides share the
+    machine's moods. Our slots are days from 2020-01-01, one per round counted from `first_day`."""
+    bares, floors, ourses = [], [], []
+    for round_number in range(rounds):
+        bares.append(bench_bare(redis_url, runs, concurrency, tmp))
+        floors.append(bench_bare(redis_url, runs, concurrency, tmp, LEDGER_FLOOR_APP, db_url))
+        # Past slots (a future one would be refused), a day apart per round so rounds never collide.
+        base = datetime(2020, 1, 1, tzinfo=UTC) + timedelta(days=first_day + round_number)
+        ourses.append(bench_ours(db_url, redis_url, runs, concurrency, tmp, base))
+    return bares, floors, ourses
 
 
 def report(options: argparse.Namespace, bares: list[Measure], floors: list[Measure], ourses: list[Measure]) -> None:

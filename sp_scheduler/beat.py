@@ -72,6 +72,7 @@ class SlotScheduler(RedBeatScheduler):  # type: ignore[misc]
         self.live: Mapping[str, ScheduledJob] = {}  # the synced schedule, for the ledger timestamps
         self._desired: Mapping[str, EntrySpec] = {}
         self.publisher: BatchPublisher | None = None
+        self._outage_gap: set[str] = set()  # jobs marked in sent.broker_gap when Redis went away while leading
         super().__init__(app, **kwargs)
         self.lock_key = None  # leadership is ours (in tick); RedBeat's blocking beat_init lock stays out
 
@@ -92,6 +93,9 @@ class SlotScheduler(RedBeatScheduler):  # type: ignore[misc]
         try:
             return self._tick()
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as exc:
+            if self.leader:  # the slots it cannot send now are recorded missed for that reason, once back
+                self._outage_gap = set(self._desired) - self.sent.broker_gap
+                self.sent.broker_gap.update(self._outage_gap)
             self._step_down("Redis unreachable", exc)
             return STANDBY_POLL
         except redis.exceptions.LockError as exc:  # our lock expired or vanished (e.g. Redis restarted)
@@ -124,6 +128,9 @@ class SlotScheduler(RedBeatScheduler):  # type: ignore[misc]
             if not self.leadership.take(client):
                 self.leadership.standby(client)
                 return STANDBY_POLL
+            if not self.leadership.resumed:  # another beat may have led meanwhile: not an outage of ours
+                self.sent.broker_gap -= self._outage_gap
+            self._outage_gap = set()
             self._synced_loads = -1  # force a full sync now
         elif not self.leadership.keep():
             self._step_down("lost the leader lock", None)
@@ -155,7 +162,7 @@ class SlotScheduler(RedBeatScheduler):  # type: ignore[misc]
 
     def _publisher(self) -> BatchPublisher:
         if self.publisher is None:
-            self.publisher = BatchPublisher(self.app.conf.broker_url)
+            self.publisher = BatchPublisher(self.resources.settings.redis_url)
         return self.publisher
 
     def _send_run(self, request: RunRequest, queue: str, timeout: float | None) -> None:

@@ -20,6 +20,7 @@ from sp_scheduler.ledger import retry_once
 from sp_scheduler.ledger.postgres import PostgresLedger, open_ledger_pool
 from sp_scheduler.ledger_metrics import FAILED_STATUSES, LastRuns
 from sp_scheduler.settings import Settings
+from sp_scheduler.status import LATENESS_TRIGGERS
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +51,8 @@ class BeatResources:
     def last_runs(self, names: Sequence[str]) -> LastRuns:
         """Newest success and failure per job, from the ledger (the metrics server thread calls this)."""
         ledger = self.ledger()
-        successes = retry_once(lambda: ledger.last_with_status(["succeeded"], names))
-        failures = retry_once(lambda: ledger.last_with_status(FAILED_STATUSES, names))
+        successes = retry_once(lambda: ledger.last_with_status(["succeeded"], names, triggers=LATENESS_TRIGGERS))
+        failures = retry_once(lambda: ledger.last_with_status(FAILED_STATUSES, names, triggers=LATENESS_TRIGGERS))
         return (
             {name: r.finished_at or r.created_at for name, r in successes.items()},
             {name: r.finished_at or r.created_at for name, r in failures.items()},

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 from celery import Celery
 
 from sp_scheduler.config import DEFAULT_QUEUE
+from sp_scheduler.redis_url import celery_broker, is_sentinel_url, redbeat_settings
 from sp_scheduler.settings import Settings
 from sp_scheduler.store.connection import KEEPALIVE_COUNT, KEEPALIVE_IDLE, KEEPALIVE_INTERVAL
 
@@ -45,7 +46,11 @@ REDIS_CONNECTION_OPTIONS: dict[str, Any] = {
 def configured_app(settings: Settings | None = None) -> Celery:
     """A configured Celery app with no task: enough for beat and for publishing runs."""
     settings = settings or Settings.from_env()
-    app = Celery("sp_scheduler", broker=settings.redis_url, set_as_current=False)
+    # A Sentinel URL becomes kombu's and RedBeat's own Sentinel forms (redis_url.py); others pass as they are.
+    broker_url, broker_options, broker_ssl = celery_broker(settings.redis_url, **REDIS_CONNECTION_OPTIONS)
+    beat_timeouts = {**REDIS_CONNECTION_OPTIONS, "socket_timeout": BEAT_REDIS_TIMEOUT}
+    redbeat_url, redbeat_options, redbeat_ssl = redbeat_settings(settings.redis_url, **beat_timeouts)
+    app = Celery("sp_scheduler", broker=broker_url, set_as_current=False)
     app.conf.update(
         task_serializer="json",
         accept_content=["json"],
@@ -56,25 +61,36 @@ def configured_app(settings: Settings | None = None) -> Celery:
         task_reject_on_worker_lost=False,  # a run killed mid-way is `lost`, never silently retried
         worker_prefetch_multiplier=1,
         task_default_queue=DEFAULT_QUEUE,
-        broker_transport_options={"visibility_timeout": DEFAULT_VISIBILITY_TIMEOUT, **REDIS_CONNECTION_OPTIONS},
+        broker_transport_options={
+            "visibility_timeout": DEFAULT_VISIBILITY_TIMEOUT,
+            **REDIS_CONNECTION_OPTIONS,
+            **broker_options,
+        },
         broker_connection_retry_on_startup=True,
         broker_connection_max_retries=None,
         worker_hijack_root_logger=False,
         worker_soft_shutdown_timeout=0,  # the worker's own grace watchdog exits as soon as runs finish
         worker_send_task_events=False,
         worker_lost_wait=WORKER_LOST_WAIT,
-        # Every item a worker cannot use is set aside, never allowed to stop it (queue_guard.py).
-        worker_consumer="sp_scheduler.queue_guard:GuardedConsumer",
+        # Every item a worker cannot use is set aside, never allowed to stop it (queue_guard.py); a lost
+        # broker connection is retried sooner than kombu would (worker_consumer.py).
+        worker_consumer="sp_scheduler.worker_consumer:WorkerConsumer",
         enable_utc=True,
         timezone="UTC",
-        redbeat_redis_url=settings.redis_url,
+        redbeat_redis_url=redbeat_url,
         # Explicit: beat's client takes none of the broker's transport options (visibility_timeout is no
         # client argument); its commands give up after BEAT_REDIS_TIMEOUT, whatever redis-py's default.
-        redbeat_redis_options={**REDIS_CONNECTION_OPTIONS, "socket_timeout": BEAT_REDIS_TIMEOUT},
+        redbeat_redis_options={**beat_timeouts, **redbeat_options},
         redbeat_key_prefix="sp_scheduler:redbeat:",
     )
+    if broker_ssl is not None:
+        app.conf.broker_use_ssl = broker_ssl
+    if redbeat_ssl is not None:
+        app.conf.redbeat_redis_use_ssl = redbeat_ssl
     app.conf[SETTINGS_KEY] = settings
-    if urlsplit(settings.redis_url).scheme in ("redis", "rediss"):
+    if is_sentinel_url(settings.redis_url):
+        app.conf.broker_transport = "sp_scheduler.queue_guard:GuardedSentinelTransport"
+    elif urlsplit(settings.redis_url).scheme in ("redis", "rediss"):
         app.conf.broker_transport = "sp_scheduler.queue_guard:GuardedTransport"
     return app
 

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sp_scheduler.config_alerts import Alerts, JobAlerts, check_rule_targets
+from sp_scheduler.config_alerts import check_section as check_alerts_section
 from sp_scheduler.config_fields import OVERLAP_POLICIES, JobValues, Overlap, check_job_fields, check_schedule
 from sp_scheduler.config_retention import JobRetention, Retention, check_section
 from sp_scheduler.config_yaml import location, read_yaml, unknown_keys
@@ -31,8 +33,8 @@ __all__ = [
 DEFAULT_QUEUE = "sp_scheduler"
 
 _REQUIRED_JOB_KEYS = ("name", "extension", "job", "schedule", "enabled")
-_OPTIONAL_JOB_KEYS = ("timezone", "params", "timeout", "overlap", "misfire_grace", "queue", "retention")
-_SCHEDULER_KEYS = ("enabled", "jobs", "timezone", "extensions", "retention")
+_OPTIONAL_JOB_KEYS = ("timezone", "params", "timeout", "overlap", "misfire_grace", "queue", "retention", "alerts")
+_SCHEDULER_KEYS = ("enabled", "jobs", "timezone", "extensions", "retention", "alerts")
 _PROFILE_JOB_KEYS = ("name", "extension", "job", "schedule", "enabled", *_OPTIONAL_JOB_KEYS)
 
 
@@ -52,6 +54,7 @@ class JobConfig:
     misfire_grace: float | None = None  # seconds; None = follow the period (sp_scheduler.slots.default_grace)
     queue: str = DEFAULT_QUEUE
     retention: JobRetention = field(default_factory=JobRetention)  # overrides of the scheduler's rules
+    alerts: JobAlerts = field(default_factory=JobAlerts)  # overrides of the scheduler's alert rules
     source: str = ""  # "file:line", for messages
 
 
@@ -63,6 +66,7 @@ class SchedulerConfig:
     jobs: tuple[JobConfig, ...]
     extensions: tuple[str, ...] = ()
     retention: Retention = field(default_factory=Retention)
+    alerts: Alerts = field(default_factory=Alerts)
     path: Path | None = None
     profile_path: Path | None = None
 
@@ -149,16 +153,34 @@ def _retention(path: Path, scheduler: dict[str, Any], problems: list[Problem]) -
     return retention
 
 
+def _alerts(path: Path, scheduler: dict[str, Any], problems: list[Problem]) -> Alerts:
+    """The `alerts:` section (config_alerts.py); each problem at the line of the mapping it concerns."""
+    report: list[tuple[Any, str]] = []
+    alerts = check_alerts_section(scheduler.get("alerts"), scheduler, report)
+    problems.extend(Problem(location(path, node), None, reason) for node, reason in report)
+    return alerts
+
+
+def _check_job_alert_targets(records: list[JobConfig], alerts: Alerts, problems: list[Problem]) -> None:
+    """A job's own rules may name only targets the section defines."""
+    for record in records:
+        if record.alerts.rules:
+            report: list[tuple[Any, str]] = []
+            check_rule_targets(record.alerts.rules, alerts.targets, None, report)
+            problems.extend(Problem(record.source, record.name, reason) for _, reason in report)
+
+
 def _parse_profile(
     path: Path, base_timezone: str, problems: list[Problem], warnings: list[Problem]
-) -> tuple[bool | None, list[JobValues], Retention | None]:
+) -> tuple[bool | None, list[JobValues], Retention | None, Alerts | None]:
     """Profile entries: keyed by (extension, job), they override schedule/enabled and optional keys.
-    A profile's `retention:` section replaces the base file's."""
+    A profile's `retention:` and `alerts:` sections replace the base file's."""
     document = read_yaml(path, problems)
     scheduler = _scheduler_section(path, document, problems)
     if scheduler is None:
-        return None, [], None
+        return None, [], None, None
     retention = _retention(path, scheduler, problems) if "retention" in scheduler else None
+    alerts = _alerts(path, scheduler, problems) if "alerts" in scheduler else None
     enabled = scheduler.get("enabled")
     if enabled is not None and not isinstance(enabled, bool):
         problems.append(Problem(location(path, scheduler), None, "'scheduler.enabled' must be true or false"))
@@ -167,7 +189,7 @@ def _parse_profile(
     raw_jobs = scheduler.get("jobs") or []
     if not isinstance(raw_jobs, list):
         problems.append(Problem(location(path, scheduler), None, "'scheduler.jobs' must be a list"))
-        return enabled, [], retention
+        return enabled, [], retention, alerts
     for index, entry in enumerate(raw_jobs):
         if not isinstance(entry, dict):
             problems.append(Problem(str(path), None, f"jobs[{index}] must be a mapping"))
@@ -186,7 +208,7 @@ def _parse_profile(
         if not reasons:
             values["source"] = where
             entries.append(values)
-    return enabled, entries, retention
+    return enabled, entries, retention, alerts
 
 
 def _apply_profile(
@@ -239,6 +261,7 @@ def _job_config(values: JobValues, timezone: str) -> JobConfig:
         misfire_grace=values.get("misfire_grace"),
         queue=values.get("queue", DEFAULT_QUEUE),
         retention=values.get("retention", JobRetention()),
+        alerts=values.get("alerts", JobAlerts()),
         source=values.get("source", ""),
     )
 
@@ -255,6 +278,7 @@ def read_config(path: Path | str, profile: Path | str | None = None) -> ConfigRe
     extensions: tuple[str, ...] = ()
     timezone = "UTC"
     retention = Retention()
+    alerts = Alerts()
     if scheduler is not None:
         enabled_value = scheduler.get("enabled", True)
         if not isinstance(enabled_value, bool):
@@ -275,13 +299,17 @@ def read_config(path: Path | str, profile: Path | str | None = None) -> ConfigRe
         else:
             extensions = tuple(raw_extensions)
         retention = _retention(path, scheduler, problems)
+        alerts = _alerts(path, scheduler, problems)
         jobs = _parse_jobs(path, scheduler, timezone, problems, warnings)
     profile_path = Path(profile) if profile else None
     if profile_path is not None:
-        profile_enabled, overrides, profile_retention = _parse_profile(profile_path, timezone, problems, warnings)
+        profile_enabled, overrides, profile_retention, profile_alerts = _parse_profile(
+            profile_path, timezone, problems, warnings
+        )
         if profile_enabled is not None:
             enabled = profile_enabled
         retention = profile_retention or retention
+        alerts = profile_alerts or alerts
         jobs = _apply_profile(jobs, overrides, timezone, problems)
     records = []
     names: dict[str, str] = {}
@@ -292,11 +320,13 @@ def read_config(path: Path | str, profile: Path | str | None = None) -> ConfigRe
             continue
         names[record.name] = record.source
         records.append(record)
+    _check_job_alert_targets(records, alerts, problems)
     config = SchedulerConfig(
         enabled=enabled,
         jobs=tuple(records),
         extensions=extensions,
         retention=retention,
+        alerts=alerts,
         path=path,
         profile_path=profile_path,
     )

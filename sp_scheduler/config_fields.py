@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from typing import Any, Literal, TypedDict
 
+from sp_scheduler.config_alerts import JobAlerts, check_job_alerts
 from sp_scheduler.config_retention import JobRetention, check_job_retention
 from sp_scheduler.config_yaml import strip_lines
 from sp_scheduler.cron import load_zone, parse_schedule
@@ -32,6 +33,7 @@ class JobValues(TypedDict, total=False):
     misfire_grace: float | None
     queue: str
     retention: JobRetention
+    alerts: JobAlerts
     source: str
 
 
@@ -105,10 +107,19 @@ def _check_option_fields(entry: dict[str, Any], values: JobValues, reasons: list
             reasons.append("'queue' must be a non-empty string")
         else:
             values["queue"] = entry["queue"].strip()
+    _check_job_sections(entry, values, reasons)
+
+
+def _check_job_sections(entry: dict[str, Any], values: JobValues, reasons: list[str]) -> None:
+    """A job's overrides of the scheduler-wide sections: `retention:` and `alerts:`."""
     if "retention" in entry:
         retention = check_job_retention(entry["retention"], reasons)
         if retention is not None:
             values["retention"] = retention
+    if "alerts" in entry:
+        alerts = check_job_alerts(entry["alerts"], reasons)
+        if alerts is not None:
+            values["alerts"] = alerts
 
 
 def check_schedule(values: JobValues, timezone: str, reasons: list[str], warnings: list[str]) -> None:

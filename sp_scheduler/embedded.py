@@ -24,6 +24,7 @@ import redis
 from psycopg import sql
 
 from sp_scheduler.errors import ServiceUnavailable, UsageError
+from sp_scheduler.redis_clients import redis_client
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ def postgres_problem(url: str, timeout: float = PROBE_TIMEOUT) -> str | None:
 def redis_problem(url: str, timeout: float = PROBE_TIMEOUT) -> str | None:
     """Why no Redis-compatible server answers PING at `url` within `timeout` seconds, or None if one does."""
     try:
-        client = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
+        client = redis_client(url, socket_connect_timeout=timeout, socket_timeout=timeout)
     except ValueError as exc:
         return str(exc)
     try:

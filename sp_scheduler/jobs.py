@@ -23,8 +23,10 @@ from sp_scheduler.settings import Settings
 if TYPE_CHECKING:
     from psycopg_pool import AsyncConnectionPool
 
-Trigger = Literal["schedule", "startup", "manual"]
-TRIGGERS: tuple[Trigger, ...] = ("schedule", "startup", "manual")
+Trigger = Literal["schedule", "startup", "manual", "backfill"]
+TRIGGERS: tuple[Trigger, ...] = ("schedule", "startup", "manual", "backfill")
+# Runs that stand for one cron slot: at most one row of these per (job, scheduled_for), whoever writes it.
+SLOT_TRIGGERS: tuple[Trigger, ...] = ("schedule", "backfill")
 
 _T = TypeVar("_T")
 

@@ -36,10 +36,20 @@ class Leadership:
         self.ttl = ttl
         self.clock = clock
         self.leader = False
+        self.resumed = False  # the last take() resumed the lock this beat held before (no other beat led since)
         self._lock: Any = None
 
     def take(self, client: Any) -> bool:
-        """Try once, without waiting; on success, publish this beat as the leader."""
+        """Try once, without waiting; on success, publish this beat as the leader.
+
+        A beat that stepped down because Redis went away first tries to resume the lock it held: after
+        a Sentinel failover the promoted replica still holds it under this beat's token, and no other
+        beat could take it until it expired (a whole TTL without slots).
+        """
+        self.resumed = self._resume()
+        if self.resumed:
+            log.info("beat resumed the lead", extra={"beat": self.beat_id})
+            return True
         self._lock = client.lock(keys.LEADER_LOCK, timeout=self.ttl, blocking=False)
         if not self._lock.acquire(blocking=False):
             return False
@@ -47,6 +57,18 @@ class Leadership:
         client.hset(keys.BEAT_LEADER, mapping={"id": self.beat_id, "since": self.clock()})
         log.info("beat took the lead", extra={"beat": self.beat_id})
         return True
+
+    def _resume(self) -> bool:
+        """Extend the lock this beat last held, if Redis still holds it under this beat's token."""
+        if self._lock is None or self._lock.local.token is None:
+            return False
+        try:
+            self.leader = bool(self._lock.extend(self.ttl, replace_ttl=True))
+        except redis.exceptions.LockError:  # expired, taken by another beat, or lost with a restarted Redis
+            self.leader = False
+        if not self.leader:
+            self._lock = None
+        return self.leader
 
     def keep(self) -> bool:
         """Extend the held lock by a full TTL; False if it is no longer ours (a LockError may also say so)."""

@@ -95,7 +95,8 @@ class RunMetrics:
 
     def started(self, record: RunRecord) -> None:
         self.running.labels(record.job_name).inc()
-        if record.lateness_ms is not None:
+        # A backfill run is late by design (days, for an old slot): it says nothing of the schedule's health.
+        if record.lateness_ms is not None and record.trigger == "schedule":
             self.lateness.labels(record.job_name).observe(record.lateness_ms / 1000)
 
     def finished(self, record: RunRecord, *, was_running: bool = True) -> None:
@@ -121,6 +122,25 @@ class BeatMetrics:
         self.entries = Gauge("sp_scheduler_schedule_entries", "Jobs on the live schedule", registry=registry)
         self.sent = Counter("sp_scheduler_beat_slots_sent", "Slot messages sent", [JOB_LABEL], registry=registry)
         self.missed = Counter("sp_scheduler_beat_slots_missed", "Slots recorded missed", [JOB_LABEL], registry=registry)
+
+    def serve(self, port: int) -> None:
+        start_http_server(port, registry=self.registry)
+
+
+class NotifierMetrics:
+    """The alert notifier's counters (`sp-scheduler notifier`), on its own registry."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.deliveries = Counter(
+            "sp_scheduler_alert_deliveries",
+            "Alert delivery attempts by target and outcome (delivered, retry, gave_up)",
+            ["target", "outcome"],
+            registry=self.registry,
+        )
+
+    def count(self, target: str, outcome: str) -> None:
+        self.deliveries.labels(target=target, outcome=outcome).inc()
 
     def serve(self, port: int) -> None:
         start_http_server(port, registry=self.registry)

@@ -20,9 +20,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import redis
-
 from sp_scheduler.messages import TASK_NAME, RunRequest, time_limits
+from sp_scheduler.redis_clients import redis_client
 
 PUSH_BATCH = 1000  # messages per LPUSH command
 _EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
@@ -106,8 +105,8 @@ def _template(queue: str, timeout: float | None, origin: str, reply_to: str) -> 
 class BatchPublisher:
     """Writes many run messages to the broker in one pipeline (beat's hot path)."""
 
-    def __init__(self, broker_url: str) -> None:
-        self.client = redis.Redis.from_url(broker_url, socket_connect_timeout=5, socket_timeout=10)
+    def __init__(self, redis_url: str) -> None:
+        self.client = redis_client(redis_url, socket_connect_timeout=5, socket_timeout=10)
         self.origin = f"{os.getpid()}@{socket.gethostname()}"
         self.reply_to = str(uuid.uuid4())
         self._connected = False

@@ -107,6 +107,16 @@ class GuardedTransport(kombu_redis.Transport):
     Channel = GuardedChannel
 
 
+class GuardedSentinelChannel(GuardedChannel, kombu_redis.SentinelChannel):
+    """kombu's Sentinel channel (master found through the Sentinels), screening BRPOP as `GuardedChannel`."""
+
+
+class GuardedSentinelTransport(kombu_redis.SentinelTransport):
+    """kombu's Sentinel transport with `GuardedSentinelChannel`, for `redis+sentinel://` URLs."""
+
+    Channel = GuardedSentinelChannel
+
+
 def payload_problem(message: Any) -> Problem | None:
     """What makes a protocol 2 task message's body unusable (None if nothing); decoding is cached by kombu."""
     try:

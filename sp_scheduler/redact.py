@@ -4,8 +4,9 @@ Every message, log line, metric label and `--json` field that names a server goe
 
 - `redact_url(url)`: the whole URL, its password replaced by `***` (userinfo, a libpq `password=`
   key, or a `password` / `sentinel_password` query parameter);
-- `postgres_where(url)` / `redis_where(url)`: the short `host:port/db` form error messages use,
-  and `redis_problem(url, error)` the whole "cannot reach Redis at ...: why" line;
+- `postgres_where(url)` / `redis_where(url)`: the short `host:port/db` form error messages use
+  (for a Sentinel URL, `master/db via Sentinel host:port,...`), and `redis_problem(url, error)`
+  the whole "cannot reach Redis at ...: why" line;
 - `redact_text(text, *urls)`: a library's error text with those URLs' secrets masked, for messages
   that quote an exception which may have quoted the URL;
 - `url_host(url)` / `redact_capability(text, url)`: for URLs whose path or query *is* the secret (a
@@ -19,8 +20,11 @@ from __future__ import annotations
 import re
 from urllib.parse import unquote, urlsplit
 
+from sp_scheduler.redis_url import RedisUrlError, is_sentinel_url, parse_sentinel_url
+
 MASK = "***"
 CAPABILITY_MASK = "<redacted>"
+TOKEN_LENGTH = 12  # a webhook path segment this long is taken for a token (Slack's are 24, Discord's 68)
 UNPARSEABLE = "<not a URL>"
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _QUERY_SECRET = re.compile(r"([?&](?:password|sentinel_password)=)([^&#]*)", re.IGNORECASE)
@@ -85,7 +89,17 @@ def redact_text(text: str, *urls: str) -> str:
 
 
 def redis_where(url: str) -> str:
-    """`host:port/db` of a Redis URL for messages; never the password, never a traceback on a bad URL."""
+    """`host:port/db` of a Redis URL for messages; never the password, never a traceback on a bad URL.
+
+    A Sentinel URL reads `master_name/db via Sentinel host:port,host:port`.
+    """
+    if is_sentinel_url(url):
+        try:
+            target = parse_sentinel_url(url)
+        except RedisUrlError:
+            return "<malformed Redis URL>"
+        hosts = ",".join(f"[{host}]:{port}" if ":" in host else f"{host}:{port}" for host, port in target.hosts)
+        return redact_text(f"{target.master_name}/{target.db} via Sentinel {hosts}", url)
     try:
         parts = urlsplit(url)
         port = parts.port or 6379
@@ -105,7 +119,11 @@ def redis_problem(url: str, error: BaseException, failed: str = "cannot reach") 
 
 
 def postgres_where(url: str) -> str:
-    """`host:port/dbname` (or `socket-dir:port/dbname`) of a Postgres URL or conninfo; never the password."""
+    """`host:port/dbname` (or `socket-dir:port/dbname`) of a Postgres URL or conninfo; never the password.
+
+    A multi-host URL (`host1:5432,host2:5433`, libpq's failover list) names every server in its order:
+    `host1:5432,host2:5433/dbname`.
+    """
     import psycopg  # noqa: PLC0415 -- settings.py (offline) imports this module
     from psycopg import conninfo  # noqa: PLC0415 -- settings.py (offline) imports this module
 
@@ -113,10 +131,13 @@ def postgres_where(url: str) -> str:
         params = conninfo.conninfo_to_dict(url)
     except psycopg.ProgrammingError:
         return "<malformed database URL>"
-    host = str(params.get("host") or params.get("hostaddr") or "localhost")
-    port = str(params.get("port") or 5432)
+    hosts = str(params.get("host") or params.get("hostaddr") or "localhost").split(",")
+    ports = str(params.get("port") or "").split(",")
+    if len(ports) != len(hosts):  # one port (or none) for every host, as libpq reads it
+        ports = ports[:1] * len(hosts)
+    servers = ",".join(f"{host or 'localhost'}:{port or 5432}" for host, port in zip(hosts, ports, strict=True))
     dbname = str(params.get("dbname") or params.get("user") or "postgres")
-    return redact_text(f"{host}:{port}/{dbname}", url)
+    return redact_text(f"{servers}/{dbname}", url)
 
 
 def url_host(url: str) -> str:
@@ -136,12 +157,18 @@ def capability_secret(url: str) -> str:
 
 
 def redact_capability(text: str, url: str) -> str:
-    """`text` with the URL, its path and its query masked: for a response or log line quoting a webhook."""
+    """`text` with the URL, its path and its query masked: for a response or log line quoting a webhook.
+
+    A response may also quote the token alone, so the path's last segment and any segment as long as a
+    token (TOKEN_LENGTH or more) are masked on their own too.
+    """
     try:
         parts = urlsplit(url)
-        secrets = (url, parts.path, parts.query)
+        segments = [s for s in parts.path.split("/") if s]
+        tokens = [s for i, s in enumerate(segments) if i == len(segments) - 1 or len(s) >= TOKEN_LENGTH]
+        secrets = [url, parts.path, parts.query, *tokens]
     except ValueError:
-        secrets = (url, "", "")
+        secrets = [url]
     for secret in secrets:
         if len(secret) > 1:
             text = text.replace(secret, CAPABILITY_MASK)

@@ -116,6 +116,10 @@ def execute_run(runtime: WorkerRuntime, request: RunRequest) -> Future[store.Run
     if slot is not None and scheduled(request):
         grace = worker_grace(definition.misfire_grace, slot, definition.cron)
         verdict = check_slot(slot, grace, datetime.now(UTC))
+    elif slot is not None and request.trigger == "backfill":  # late on purpose: only the future is refused
+        verdict = check_slot(slot, None, datetime.now(UTC))
+        if verdict is not None:
+            return _refuse(runtime, request, run_id, verdict.message, "run refused: slot in the future")
     if slot is not None and verdict is not None:  # a slot from the future, or past its misfire grace
         runtime.with_ledger(lambda ledger: _record_refused_slot(ledger, definition.name, slot, verdict))
         return None
@@ -127,7 +131,7 @@ def execute_run(runtime: WorkerRuntime, request: RunRequest) -> Future[store.Run
             runtime.settings.param_roots(),
         )
     except ParamError as exc:
-        return _refuse(runtime, request, run_id, str(exc))
+        return _refuse(runtime, request, run_id, f"not run: {exc}", "run refused: bad parameters")
     claim = _claim(runtime, request, definition, catalog, run_id, params)
     claimed = time.monotonic()
     if claim.outcome == "duplicate" or claim.record is None:
@@ -235,12 +239,15 @@ def _claim(
     return claim
 
 
-def _refuse(runtime: WorkerRuntime, request: RunRequest, run_id: str, reason: str) -> Future[store.RunRecord] | None:
-    """Record a run the worker will not start (its params are bad) as failed, with the one-line reason."""
-    log.error("run refused: bad parameters", extra={"job": request.job_name, "run_id": run_id, "error": reason})
+def _refuse(
+    runtime: WorkerRuntime, request: RunRequest, run_id: str, message: str, event: str
+) -> Future[store.RunRecord] | None:
+    """Record a run the worker will not start (bad params, a backfill slot in the future) as failed with
+    `message`; `event` is the log line saying why."""
+    log.error(event, extra={"job": request.job_name, "run_id": run_id, "error": message})
 
     def record(ledger: Ledger) -> store.RunRecord | None:
-        return _claim_and_fail(ledger, request, run_id, runtime.hostname, f"not run: {reason}")
+        return _claim_and_fail(ledger, request, run_id, runtime.hostname, message)
 
     recorded = runtime.with_ledger(record)
     if recorded is None:
@@ -275,7 +282,7 @@ def _claim_and_fail(
 
 
 def scheduled(request: RunRequest) -> bool:
-    """Whether the request is a scheduled slot (not a manual or startup run)."""
+    """Whether the request is a scheduled slot (not a manual, startup or backfill run)."""
     return request.trigger == "schedule"
 
 

@@ -14,11 +14,12 @@ from urllib.parse import urlsplit
 from sp_scheduler.errors import UsageError
 from sp_scheduler.params import roots_for
 from sp_scheduler.redact import redact_url
+from sp_scheduler.redis_url import SENTINEL_FORM, RedisUrlError, is_sentinel_url, parse_sentinel_url
 
 DEFAULT_CONFIG = Path("services/scheduler/config.yaml")
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 REDIS_SCHEMES = ("redis", "rediss", "unix")
-# A queued run (manual or startup) that no worker claimed within this many seconds is reaped as `lost`
+# A queued run (manual, startup or backfill) that no worker claimed within this many seconds is reaped as `lost`
 # ("never claimed"): its message vanished, or no worker serves its queue (docs/decisions.md).
 DEFAULT_QUEUED_DEADLINE = 3600.0
 
@@ -52,6 +53,12 @@ def _env_int(env: Mapping[str, str], name: str, default: int, *, minimum: int, m
 
 def check_redis_url(url: str) -> str:
     """The URL if redis-py and kombu can use it; a one-line error naming the setting (password masked) if not."""
+    if is_sentinel_url(url):
+        try:
+            parse_sentinel_url(url)
+        except RedisUrlError as exc:
+            raise UsageError(f"invalid Redis URL {redact_url(url)!r} (SP_REDIS_URL / --redis-url): {exc}") from None
+        return url
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018  (parsing the port is the check: it raises on a bad one)
@@ -64,7 +71,7 @@ def check_redis_url(url: str) -> str:
     if parts.scheme not in REDIS_SCHEMES or (parts.scheme != "unix" and not parts.hostname):
         raise UsageError(
             f"invalid Redis URL {redact_url(url)!r} (SP_REDIS_URL / --redis-url): expected "
-            "redis://[[user]:password@]host[:port][/db], rediss://... or unix:///path/to/socket"
+            f"redis://[[user]:password@]host[:port][/db], rediss://..., unix:///path/to/socket or {SENTINEL_FORM}"
         )
     return url
 

@@ -1,4 +1,4 @@
-"""Whether a scheduled slot a worker receives may still run: not from the future, not past its grace.
+"""Whether a slot a worker receives may still run: not from the future, not past its grace.
 
 A message naming a slot far ahead of the worker's clock is no slot beat sent on time (a hand-made or
 corrupted message, or a host whose clock is badly wrong): it is refused and recorded `failed`, rather
@@ -43,8 +43,12 @@ class SlotVerdict:
     message: str
 
 
-def check_slot(scheduled_for: datetime, misfire_grace: float, now: datetime) -> SlotVerdict | None:
-    """None when the slot may run now; otherwise what to record. `now` is the worker's clock (UTC)."""
+def check_slot(scheduled_for: datetime, misfire_grace: float | None, now: datetime) -> SlotVerdict | None:
+    """None when the slot may run now; otherwise what to record. `now` is the worker's clock (UTC).
+
+    `misfire_grace` None means no age limit: a backfill run is late on purpose (an operator asked for
+    that past slot), so only the check against the future applies to it.
+    """
     ahead = (scheduled_for - now).total_seconds()
     if ahead > CLOCK_SKEW_ALLOWANCE:
         return SlotVerdict(
@@ -53,7 +57,7 @@ def check_slot(scheduled_for: datetime, misfire_grace: float, now: datetime) -> 
             f" beyond the {CLOCK_SKEW_ALLOWANCE:g} s allowed for clock skew; not run",
         )
     late = -ahead
-    if late > misfire_grace:
+    if misfire_grace is not None and late > misfire_grace:
         return SlotVerdict(
             "missed",
             f"missed: the slot was {late:.1f} s old when a worker received it, past the job's"

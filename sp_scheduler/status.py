@@ -14,6 +14,12 @@ from typing import Any
 
 from sp_scheduler.catalog import Catalog, effective_enabled
 from sp_scheduler.cron import CronExpression
+from sp_scheduler.jobs import TRIGGERS, Trigger
+
+# The runs whose success or failure says whether a job keeps up with its schedule. A backfill run
+# did the job's work, but for an old slot: its success must not hide that today's slots fail or do not
+# run, and its failure is about the past (docs/decisions.md, "Backfill").
+LATENESS_TRIGGERS: tuple[Trigger, ...] = tuple(t for t in TRIGGERS if t != "backfill")
 
 BEAT_STALE_SECONDS = 15.0  # a leader that has not ticked for this long is treated as gone
 WORKER_SEEN_SECONDS = 60.0

@@ -69,7 +69,9 @@ def request_from_task(args: Sequence[Any], kwargs: Mapping[str, Any]) -> RunRequ
     params = _checked(values, "params", _params, problems)
     if trigger == "schedule" and values.get("scheduled_for") is None:
         problems.append("a scheduled run needs its slot (scheduled_for)")
-    if trigger in ("manual", "startup") and values.get("run_id") is None:
+    if trigger == "backfill" and values.get("scheduled_for") is None:
+        problems.append("a backfill run needs its slot (scheduled_for)")
+    if trigger in ("manual", "startup", "backfill") and values.get("run_id") is None:
         problems.append(f"a {trigger} run needs its run id")
     parts = UsableParts(job_name, trigger, slot if trigger in (None, "schedule") else None, run_id)
     if problems or job_name is None or trigger is None:

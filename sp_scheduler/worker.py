@@ -30,6 +30,7 @@ from sp_scheduler.errors import DatabaseUnavailable
 # The CLI, pool_deaths.py and tests import these from here too; they live with the message now.
 from sp_scheduler.messages import HARD_LIMIT_GRACE, SOFT_LIMIT_MARGIN, TASK_NAME, send_run, time_limits
 from sp_scheduler.reaping import ReaperGate
+from sp_scheduler.redis_clients import redis_client
 from sp_scheduler.runner import WorkerRuntime, execute_run
 from sp_scheduler.settings import Settings
 from sp_scheduler.task_args import UnusableArguments, record_unusable, request_from_task
@@ -81,7 +82,7 @@ class WorkerPresence:
     """Writes `hostname -> now` into a Redis sorted set; readers treat old scores as gone."""
 
     def __init__(self, redis_url: str, hostname: str) -> None:
-        self.client = redis.Redis.from_url(redis_url, socket_connect_timeout=2, socket_timeout=2)
+        self.client = redis_client(redis_url, socket_connect_timeout=2, socket_timeout=2)
         self.hostname = hostname
 
     def mark(self) -> None:
@@ -190,7 +191,7 @@ def refuse_message(runtime: WorkerRuntime, bad: UnusableArguments, task_request:
         return
     queue = (task_request.delivery_info or {}).get("routing_key") or DEFAULT_QUEUE
     raw = json.dumps({"args": args, "kwargs": kwargs}, default=repr)
-    client = redis.Redis.from_url(runtime.settings.redis_url, socket_connect_timeout=2, socket_timeout=2)
+    client = redis_client(runtime.settings.redis_url, socket_connect_timeout=2, socket_timeout=2)
     try:
         dead_letters.set_aside(
             client, raw, kind="bad_arguments", reason=bad.reason, queue=str(queue), message_id=message_id

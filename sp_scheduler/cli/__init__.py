@@ -25,6 +25,8 @@ _COMMANDS = {
     "logs": "sp_scheduler.cli.logs_cmd:logs_group",
     "demo": "sp_scheduler.cli.demo_cmd:demo_group",
     "queue": "sp_scheduler.cli.queue_cmd:queue_group",
+    "alerts": "sp_scheduler.cli.alerts_cmd:alerts_group",
+    "notifier": "sp_scheduler.cli.notifier_cmd:notifier_cmd",
 }
 
 

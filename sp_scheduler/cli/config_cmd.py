@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from sp_scheduler.catalog import check_catalog
 from sp_scheduler.cli.state import CliState, echo_json, pass_state
+from sp_scheduler.config import SchedulerConfig
+from sp_scheduler.config_alerts import unset_url_variables
 from sp_scheduler.errors import ExitCode, Problem
 
 
@@ -20,6 +24,8 @@ def config_group() -> None:
 def validate(state: CliState, as_json: bool) -> None:
     """Report every problem in the config, profile and extensions; exit 2 if there are any."""
     catalog, problems, warnings = check_catalog(state.settings)
+    if catalog.config is not None:
+        warnings = [*warnings, *_unset_alert_urls(catalog.config)]
     if as_json:
         settings = state.settings
         echo_json(
@@ -47,6 +53,14 @@ def validate(state: CliState, as_json: bool) -> None:
     where = str(settings.config_path) + (f" + {settings.profile_path}" if settings.profile_path else "")
     scheduled = sum(1 for definition in catalog if definition.configured)
     click.echo(f"ok: {where}: {scheduled} configured job(s), {len(catalog)} registered")
+
+
+def _unset_alert_urls(config: SchedulerConfig) -> list[Problem]:
+    where = str(config.path) if config.path else "config"
+    return [
+        Problem(where, None, f"alerts target {name!r}: {variable} is not set here; the notifier needs it to send")
+        for name, variable in unset_url_variables(config.alerts, os.environ)
+    ]
 
 
 def _problem(problem: Problem) -> dict[str, str | None]:

@@ -7,7 +7,7 @@ or a duration that ends now, is refused, since such an override would be over be
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 
 from sp_scheduler.errors import UsageError
 
@@ -34,18 +34,26 @@ def parse_duration(text: str) -> timedelta:
     return duration
 
 
-def parse_until(text: str, now: datetime) -> datetime:
-    """An ISO-8601 time (`2026-12-05T09:00`, `...+01:00`, `...Z`; naive means UTC) after `now`."""
+def parse_instant(option: str, text: str, naive_zone: tzinfo = UTC) -> datetime:
+    """An ISO-8601 time (`2026-12-05T09:00`, `...+01:00`, `...Z`) in UTC; a naive one is read in
+    `naive_zone`. Anything else is a one-line usage error naming `option` and the text."""
     try:
         instant = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
+        instant = instant if instant.tzinfo else instant.replace(tzinfo=naive_zone)
+        return instant.astimezone(UTC)
+    except (ValueError, OverflowError):  # not ISO-8601, or an instant UTC cannot hold (year 1 or 9999 edges)
+        zone = "UTC" if naive_zone is UTC else str(naive_zone)
         raise UsageError(
-            f"--until {text!r}: expected an ISO-8601 time such as 2026-12-05T09:00 (UTC) or ...+01:00"
+            f"{option} {text!r}: expected an ISO-8601 time such as 2026-12-05T09:00 ({zone}) or ...+01:00"
         ) from None
-    instant = instant if instant.tzinfo else instant.replace(tzinfo=UTC)
+
+
+def parse_until(text: str, now: datetime) -> datetime:
+    """An ISO-8601 time (`2026-12-05T09:00`, `...+01:00`, `...Z`; naive means UTC) after `now`."""
+    instant = parse_instant("--until", text)
     if instant <= now:
         raise UsageError(f"--until {text!r}: that time is in the past (now {now.isoformat(timespec='seconds')})")
-    return instant.astimezone(UTC)
+    return instant
 
 
 def expiry(for_text: str | None, until_text: str | None, now: datetime | None = None) -> datetime | None:

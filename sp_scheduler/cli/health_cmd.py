@@ -20,6 +20,7 @@ from sp_scheduler import keys
 from sp_scheduler.cli.state import CliState, echo_json, pass_state
 from sp_scheduler.errors import BrokerUnavailable, SchedulerError
 from sp_scheduler.redact import redis_problem, redis_where
+from sp_scheduler.redis_clients import redis_client
 from sp_scheduler.store import describe_url, schema_version
 
 REDIS_TIMEOUT_SECONDS = 2.0
@@ -30,7 +31,7 @@ class ProcessNotSeen(SchedulerError):
 
 
 def _redis_client(url: str) -> redis.Redis:
-    client = redis.Redis.from_url(
+    client = redis_client(
         url, socket_connect_timeout=REDIS_TIMEOUT_SECONDS, socket_timeout=REDIS_TIMEOUT_SECONDS, decode_responses=True
     )
     try:

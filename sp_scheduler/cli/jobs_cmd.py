@@ -25,6 +25,7 @@ CHANGES_SHOWN = 5  # entries of the override trail `jobs show` prints
     cls=LazyGroup,
     lazy={
         "run": "sp_scheduler.cli.runs_cmd:run_jobs",
+        "backfill": "sp_scheduler.cli.backfill_cmd:backfill_cmd",
         "history": "sp_scheduler.cli.runs_cmd:history_cmd",
         "enable": "sp_scheduler.cli.runs_cmd:enable_cmd",
         "disable": "sp_scheduler.cli.runs_cmd:disable_cmd",

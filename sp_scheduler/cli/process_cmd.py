@@ -55,6 +55,7 @@ def worker_cmd(state: CliState, celery_args: tuple[str, ...]) -> None:
     from sp_scheduler.worker import create_app  # noqa: PLC0415
 
     app = create_app(state.settings)
+    app.sp_runtime.load_before_fork()
     code = run_celery(app, ["worker", *args])
     if code:  # e.g. Celery's "Unrecoverable error": a supervisor must see a failure and restart it
         raise SystemExit(code)

@@ -9,6 +9,7 @@ from sp_scheduler import dead_letters
 from sp_scheduler.cli.state import CliState, echo_json, echo_table, pass_state
 from sp_scheduler.errors import BrokerUnavailable, UsageError
 from sp_scheduler.redact import redis_problem
+from sp_scheduler.redis_clients import redis_client
 
 RAW_SHOWN = 60  # characters of each item in the table (--json shows it whole)
 
@@ -28,7 +29,7 @@ def dead_letters_cmd(state: CliState, as_json: bool, limit: int | None, drop: bo
     """List the queue items workers set aside as unusable (newest first), or drop or requeue them all."""
     if drop and requeue:
         raise UsageError("choose one of --drop and --requeue")
-    client = redis.Redis.from_url(state.settings.redis_url, socket_connect_timeout=3, socket_timeout=10)
+    client = redis_client(state.settings.redis_url, socket_connect_timeout=3, socket_timeout=10)
     try:
         if drop:
             click.echo(f"dropped {dead_letters.drop(client)} dead letter(s)")

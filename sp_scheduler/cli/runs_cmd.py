@@ -27,6 +27,7 @@ from sp_scheduler.errors import (
 from sp_scheduler.keys import SYNC_REQUESTED
 from sp_scheduler.params import check_params
 from sp_scheduler.redact import redis_problem
+from sp_scheduler.redis_clients import redis_client
 from sp_scheduler.run_status import FINISHED_STATUSES, RUN_STATUSES, RunStatus
 from sp_scheduler.store import describe_url, enqueue_run, finish_run, get_override, get_run, history, set_enabled
 
@@ -272,7 +273,7 @@ def _set_enabled(
 def _request_beat_sync(state: CliState) -> None:
     """Tell the leading beat to apply the override now (it also re-syncs every few seconds anyway)."""
     try:
-        redis.Redis.from_url(state.settings.redis_url, socket_connect_timeout=2, socket_timeout=2).set(
+        redis_client(state.settings.redis_url, socket_connect_timeout=2, socket_timeout=2).set(
             SYNC_REQUESTED, "1", ex=60
         )
     except redis.RedisError as exc:

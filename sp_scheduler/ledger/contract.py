@@ -36,6 +36,17 @@ class Ledger(Protocol):
         """Record a `queued` run before its message is sent; `RunExists` when the id is taken."""
         ...
 
+    def enqueue_backfill(
+        self, *, job_name: str, slots: Sequence[datetime], params: Mapping[str, Any]
+    ) -> list[RunRecord]:
+        """Record a `queued` backfill run for each slot that has no scheduled or backfill row (one
+        statement); the runs queued, by slot. A slot held already, or taken meanwhile, is left out."""
+        ...
+
+    def slot_holders(self, *, job_name: str, slots: Sequence[datetime]) -> dict[datetime, RunRecord]:
+        """The scheduled or backfill row holding each of these slots, by slot in UTC; free slots absent."""
+        ...
+
     def claim(
         self,
         *,
@@ -89,9 +100,13 @@ class Ledger(Protocol):
         ...
 
     def last_with_status(
-        self, statuses: Sequence[RunStatus], job_names: Sequence[str] | None = None
+        self,
+        statuses: Sequence[RunStatus],
+        job_names: Sequence[str] | None = None,
+        *,
+        triggers: Sequence[Trigger] | None = None,
     ) -> dict[str, RunRecord]:
-        """The newest row of each job among `statuses`."""
+        """The newest row of each job among `statuses` (and `triggers`, when given)."""
         ...
 
     def set_enabled(

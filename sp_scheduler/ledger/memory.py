@@ -1,7 +1,7 @@
 """The ledger in a process's memory, with Postgres's rules: for fast tests of what talks to a ledger.
 
 Not a mock: it enforces what `sp_claim_run` and `sp_finish_runs` (store/sql/functions.sql) and the store's
-statements enforce: one row per (job, slot) of scheduled runs and deterministic slot ids; a duplicate
+statements enforce: one row per (job, slot) of scheduled and backfill runs and deterministic slot ids; a duplicate
 delivery is recognised (and a retried claim of this worker's own running row is run); disabled jobs
 (the flag, or a live override) and `overlap: skip` are recorded `skipped`; leases are renewed and
 reaped; queued runs past their deadline become lost; outcomes are taken from queued, running and
@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sp_scheduler.errors import UnknownRun
-from sp_scheduler.jobs import Trigger
+from sp_scheduler.jobs import SLOT_TRIGGERS, Trigger
 from sp_scheduler.ledger import memory_rows as rows
 from sp_scheduler.ledger.contract import SlotStatus
 from sp_scheduler.ledger.errors import RunExists
@@ -75,12 +75,33 @@ class InMemoryLedger:
     ) -> RunRecord:
         key = rows.uuid_or_refuse(run_id)
         with self._lock:
-            if key in self._runs or (trigger == "schedule" and self._slot_holder(job_name, scheduled_for)):
+            if trigger in SLOT_TRIGGERS and scheduled_for is None:
+                raise ValueError(f"a {trigger} run needs its slot (scheduled_for)")
+            if key in self._runs or (trigger in SLOT_TRIGGERS and self._slot_holder(job_name, scheduled_for)):
                 raise RunExists(f"run {key} is in the ledger already")
             now = self.now()
             return self._insert(
                 rows.record(key, job_name, trigger, scheduled_for, "queued", now, params=params, enqueued_at=now)
             )
+
+    def enqueue_backfill(
+        self, *, job_name: str, slots: Sequence[datetime], params: Mapping[str, Any]
+    ) -> list[RunRecord]:
+        queued = []
+        with self._lock:
+            for slot in sorted(slot.astimezone(UTC) for slot in slots):
+                key = slot_run_id(job_name, slot)
+                if key in self._runs or self._slot_holder(job_name, slot) is not None:
+                    continue
+                now = self.now()
+                row = rows.record(key, job_name, "backfill", slot, "queued", now, params=params, enqueued_at=now)
+                queued.append(self._insert(row))
+        return queued
+
+    def slot_holders(self, *, job_name: str, slots: Sequence[datetime]) -> dict[datetime, RunRecord]:
+        with self._lock:
+            held = {slot.astimezone(UTC): self._slot_holder(job_name, slot) for slot in slots}
+        return {slot: record for slot, record in held.items() if record is not None}
 
     def claim(
         self,
@@ -99,15 +120,16 @@ class InMemoryLedger:
         logs: Sequence[LogRecordRow] = (),
         retrying: bool = False,
     ) -> Claim:
-        if trigger == "schedule" and scheduled_for is None:
-            raise ValueError("a scheduled run needs its slot (scheduled_for)")
+        if trigger in SLOT_TRIGGERS and scheduled_for is None:
+            raise ValueError(f"a {trigger} run needs its slot (scheduled_for)")
         key = str(run_uuid(run_id))
         rows.check_outcomes(finishing)
         with self._lock:
             finished = self._finish(finishing, logs)
-            existing = self._slot_holder(job_name, scheduled_for) if trigger == "schedule" else None
+            existing = self._slot_holder(job_name, scheduled_for) if trigger in SLOT_TRIGGERS else None
             existing = existing or self._runs.get(key)  # a slot's holder, else the row of this id
-            if existing is not None and (trigger == "schedule" or existing.status != "queued"):
+            # Only a queued row of this very run is claimed; a slot another row holds is a duplicate.
+            if existing is not None and (trigger == "schedule" or existing.id != key or existing.status != "queued"):
                 return self._duplicate(existing, run_id, worker, retrying, finished)
             now = self.now()
             status, message = self._decide(key, job_name, worker, overlap, enabled, use_override, now)
@@ -115,7 +137,7 @@ class InMemoryLedger:
             started = now if running else None
             lease = now + timedelta(seconds=float(lease_seconds)) if running else None
             ended = None if running else now
-            if existing is not None:  # a queued manual or startup run, now claimed
+            if existing is not None:  # a queued manual, startup or backfill run, now claimed
                 record = replace(
                     existing,
                     status=status,
@@ -315,17 +337,30 @@ class InMemoryLedger:
         return self._latest(job_names, None)
 
     def last_with_status(
-        self, statuses: Sequence[RunStatus], job_names: Sequence[str] | None = None
+        self,
+        statuses: Sequence[RunStatus],
+        job_names: Sequence[str] | None = None,
+        *,
+        triggers: Sequence[Trigger] | None = None,
     ) -> dict[str, RunRecord]:
-        return self._latest(job_names, list(statuses))
+        return self._latest(job_names, list(statuses), triggers)
 
-    def _latest(self, job_names: Sequence[str] | None, statuses: list[RunStatus] | None) -> dict[str, RunRecord]:
+    def _latest(
+        self,
+        job_names: Sequence[str] | None,
+        statuses: list[RunStatus] | None,
+        triggers: Sequence[Trigger] | None = None,
+    ) -> dict[str, RunRecord]:
         if (job_names is not None and not job_names) or (statuses is not None and not statuses):
             return {}
         newest: dict[str, RunRecord] = {}
         with self._lock:
             for row in sorted(self._runs.values(), key=rows.age_order):
-                if (job_names is None or row.job_name in job_names) and (statuses is None or row.status in statuses):
+                if (
+                    (job_names is None or row.job_name in job_names)
+                    and (statuses is None or row.status in statuses)
+                    and (triggers is None or row.trigger in triggers)
+                ):
                     newest[row.job_name] = row
         return newest
 
@@ -371,6 +406,6 @@ class InMemoryLedger:
 
     def _insert(self, record: RunRecord) -> RunRecord:
         self._runs[record.id] = record
-        if record.trigger == "schedule" and record.scheduled_for is not None:
+        if record.trigger in SLOT_TRIGGERS and record.scheduled_for is not None:
             self._slots[(record.job_name, record.scheduled_for)] = record.id
         return record

@@ -42,8 +42,15 @@ def open_ledger_pool(settings: Settings) -> ConnectionPool[psycopg.Connection[An
 
 
 def is_connection_failure(exc: BaseException) -> bool:
-    """Whether `exc` says the connection failed (retry later) rather than that the data was refused."""
-    return isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError | PoolTimeout)
+    """Whether `exc` says the connection failed (retry later) rather than that the data was refused.
+
+    A read-only transaction error counts as a lost connection: it means the connection reached a
+    server that is not the primary (a standby, or a URL still pointing at a demoted one), so the data
+    was never judged, and a new connection (to the primary a failover promoted) will take it.
+    """
+    return isinstance(
+        exc, psycopg.OperationalError | psycopg.InterfaceError | psycopg.errors.ReadOnlySqlTransaction | PoolTimeout
+    )
 
 
 @contextmanager
@@ -69,9 +76,18 @@ class PostgresLedger:
         self._connection = connection
 
     def call(self, work: Callable[[psycopg.Connection[Any]], _R]) -> _R:
-        """Run `work` on one connection, its errors translated (for store functions outside the contract)."""
+        """Run `work` on one connection, its errors translated (for store functions outside the contract).
+
+        A connection that failed is closed before it goes back, so a pool discards it and the retry
+        connects afresh: after a failover, never again to the old primary or to a read-only server.
+        """
         with translated(), self._connection() as conn:
-            return work(conn)
+            try:
+                return work(conn)
+            except psycopg.Error as exc:
+                if is_connection_failure(exc):
+                    conn.close()
+                raise
 
     def enqueue(
         self,
@@ -87,6 +103,14 @@ class PostgresLedger:
                 conn, run_id=run_id, job_name=job_name, trigger=trigger, scheduled_for=scheduled_for, params=params
             )
         )
+
+    def enqueue_backfill(
+        self, *, job_name: str, slots: Sequence[datetime], params: Mapping[str, Any]
+    ) -> list[RunRecord]:
+        return self.call(lambda conn: store.enqueue_backfill(conn, job_name=job_name, slots=slots, params=params))
+
+    def slot_holders(self, *, job_name: str, slots: Sequence[datetime]) -> dict[datetime, RunRecord]:
+        return self.call(lambda conn: store.slot_holders(conn, job_name=job_name, slots=slots))
 
     def claim(
         self,
@@ -157,9 +181,13 @@ class PostgresLedger:
         return self.call(lambda conn: store.last_runs(conn, job_names))
 
     def last_with_status(
-        self, statuses: Sequence[RunStatus], job_names: Sequence[str] | None = None
+        self,
+        statuses: Sequence[RunStatus],
+        job_names: Sequence[str] | None = None,
+        *,
+        triggers: Sequence[Trigger] | None = None,
     ) -> dict[str, RunRecord]:
-        return self.call(lambda conn: store.last_with_status(conn, statuses, job_names))
+        return self.call(lambda conn: store.last_with_status(conn, statuses, job_names, triggers=triggers))
 
     def set_enabled(
         self,

@@ -18,6 +18,10 @@ _R = TypeVar("_R")
 
 KEEPER_RETRY_DELAYS = (0.1, 0.5, 1.0, 2.0, 5.0)  # seconds between attempts to write outcomes
 BEAT_RETRY_DELAYS = (0.5, 1.0, 2.0, 5.0, 10.0)  # pauses of beat's ledger thread after failures
+# The alert notifier: pauses before another attempt at a delivery a target did not take (5xx, network
+# error, a failing command), kept in the outbox row so a restart keeps them; and attempts in all.
+ALERT_RETRY_DELAYS = (1.0, 5.0, 30.0, 120.0, 300.0)
+ALERT_MAX_ATTEMPTS = 10
 
 
 class Backoff:

@@ -6,9 +6,10 @@ Every function takes a sync psycopg connection first and runs in its own transac
 
 from sp_scheduler.redact import postgres_where as describe_url
 from sp_scheduler.run_status import FAILED_STATUSES, FINISHED_STATUSES, RUN_STATUSES, FinishStatus, RunStatus
+from sp_scheduler.store.backfills import enqueue_backfill, release_backfill, slot_holders
 from sp_scheduler.store.claims import claim_run, enqueue_run, finish_run, finish_runs, heartbeat, renew_leases
 from sp_scheduler.store.closing import end_process_runs, interrupt_runs, reap_lost, record_slot, record_slots
-from sp_scheduler.store.connection import connect, conninfo_with_defaults, open_pool
+from sp_scheduler.store.connection import RECONNECT_TIMEOUT_SECONDS, connect, conninfo_with_defaults, open_pool
 from sp_scheduler.store.logs import LogRecordRow, query_logs, write_logs
 from sp_scheduler.store.migrate import (
     CODE_SCHEMA_VERSION,
@@ -42,6 +43,7 @@ __all__ = [
     "CODE_SCHEMA_VERSION",
     "FAILED_STATUSES",
     "FINISHED_STATUSES",
+    "RECONNECT_TIMEOUT_SECONDS",
     "RUN_STATUSES",
     "Claim",
     "ClaimOutcome",
@@ -60,6 +62,7 @@ __all__ = [
     "conninfo_with_defaults",
     "describe_url",
     "end_process_runs",
+    "enqueue_backfill",
     "enqueue_run",
     "expire_overrides",
     "finish_run",
@@ -79,11 +82,13 @@ __all__ = [
     "reap_lost",
     "record_slot",
     "record_slots",
+    "release_backfill",
     "renew_leases",
     "require_current_schema",
     "reset_override",
     "schema_version",
     "set_enabled",
+    "slot_holders",
     "slot_run_id",
     "write_logs",
 ]

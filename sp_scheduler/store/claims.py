@@ -1,4 +1,4 @@
-"""The life of a run in the ledger: queued (manual and startup runs), claimed under a lease, leases
+"""The life of a run in the ledger: queued (manual, startup and backfill runs), claimed under a lease, leases
 renewed while it goes on, its outcome recorded.
 
 Every timestamp comes from the database clock (`clock_timestamp()`) so all workers and beat agree.
@@ -20,7 +20,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from sp_scheduler.errors import UnknownRun
-from sp_scheduler.jobs import Trigger
+from sp_scheduler.jobs import SLOT_TRIGGERS, Trigger
 from sp_scheduler.run_status import FinishStatus
 from sp_scheduler.store.logs import LogRecordRow, log_batch
 from sp_scheduler.store.records import (
@@ -48,21 +48,26 @@ def enqueue_run(
     scheduled_for: datetime | None,
     params: Mapping[str, Any],
 ) -> RunRecord:
-    """Record a 'queued' run before its Celery message is sent (manual and startup runs).
+    """Record a 'queued' run before its Celery message is sent (manual, startup and backfill runs).
 
     A taken id is a `UniqueViolation`, as when the id alone was the primary key: the ledger is
     partitioned (migration 0009), so the id is checked under a lock on it, the one `sp_claim_run` takes
     before it inserts an id.
     """
+    if trigger in SLOT_TRIGGERS and scheduled_for is None:
+        raise ValueError(f"a {trigger} run needs its slot (scheduled_for)")
+    # A slot's row is partitioned by its slot, so the slot's unique index sees it (migrations 0009, 0011).
+    partition_at = scheduled_for if trigger in SLOT_TRIGGERS else None
     query = sql.SQL(
-        "INSERT INTO sp_job_runs (id, job_name, trigger, scheduled_for, status, enqueued_at, params)"
-        " VALUES (%s, %s, %s, %s, 'queued', clock_timestamp(), %s) RETURNING {cols}"
+        "INSERT INTO sp_job_runs (id, job_name, trigger, scheduled_for, status, enqueued_at, params, partition_at)"
+        " VALUES (%s, %s, %s, %s, 'queued', clock_timestamp(), %s, coalesce(%s, clock_timestamp())) RETURNING {cols}"
     ).format(cols=COLUMNS)
+    values = (run_id, job_name, trigger, scheduled_for, Jsonb(dict(params)), partition_at)
     with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
         cur.execute(_LOCK_RUN_ID, (run_id,))
         if cur.execute("SELECT 1 FROM sp_job_runs WHERE id = %s", (run_id,)).fetchone() is not None:
             raise psycopg.errors.UniqueViolation(f"run {run_id} already exists")
-        return fetch_returned(cur, query, (run_id, job_name, trigger, scheduled_for, Jsonb(dict(params))))
+        return fetch_returned(cur, query, values)
 
 
 # The lock sp_claim_run takes before it inserts a run that is not a slot (store/sql/functions.sql).
@@ -108,8 +113,8 @@ def claim_run(
     held by `worker` is then that attempt's claim, so it is returned as "run" rather than as a duplicate
     (which would leave the job unrun and its run to be reaped as lost).
     """
-    if trigger == "schedule" and scheduled_for is None:
-        raise ValueError("a scheduled run needs its slot (scheduled_for)")
+    if trigger in SLOT_TRIGGERS and scheduled_for is None:
+        raise ValueError(f"a {trigger} run needs its slot (scheduled_for)")
     claim_args = (
         run_uuid(run_id),
         job_name,

@@ -17,6 +17,11 @@ from sp_scheduler.store.records import COLUMNS, RunRecord, atomic, slot_run_id
 
 log = logging.getLogger(__name__)
 
+# The tail of each statement that ends runs: the closed rows, each through the alert state machine
+# (sp_alert_observe in store/sql/functions.sql) in the same statement, so the alerts they cause commit
+# with them.
+_ALERTED = sql.SQL(" SELECT {cols}, sp_alert_observe(closed::sp_job_runs) AS alerted FROM closed").format(cols=COLUMNS)
+
 
 def reap_lost(
     conn: psycopg.Connection[Any], *, sparing: Sequence[str] = (), queued_deadline: float | None = None
@@ -34,11 +39,12 @@ def reap_lost(
         " WHERE status = 'running' AND lease_expires_at < clock_timestamp()"
         " AND coalesce(worker, '') <> ALL(%s::text[])"
         " FOR UPDATE SKIP LOCKED)"
-        " UPDATE sp_job_runs SET status = 'lost', finished_at = clock_timestamp(),"
+        " , closed AS (UPDATE sp_job_runs SET status = 'lost', finished_at = clock_timestamp(),"
         " message = 'worker stopped heartbeating; lease expired at '"
         " || to_char(lease_expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
-        " FROM expired WHERE id = expired_id RETURNING {cols}"
-    ).format(cols=COLUMNS)
+        " FROM expired WHERE id = expired_id RETURNING sp_job_runs.*)"
+        "{alerted}"
+    ).format(alerted=_ALERTED)
     with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
         rows = cur.execute(query, (list(sparing),)).fetchall()
         lost = sorted((RunRecord.from_row(r) for r in rows), key=lambda r: r.created_at)
@@ -59,9 +65,10 @@ def _reap_unclaimed(conn: psycopg.Connection[Any], deadline: float) -> list[RunR
         " SELECT id AS stale_id FROM sp_job_runs"
         " WHERE status = 'queued' AND enqueued_at < clock_timestamp() - make_interval(secs => %(deadline)s)"
         " FOR UPDATE SKIP LOCKED)"
-        " UPDATE sp_job_runs SET status = 'lost', finished_at = clock_timestamp(), message = %(message)s"
-        " FROM stale WHERE id = stale_id RETURNING {cols}"
-    ).format(cols=COLUMNS)
+        " , closed AS (UPDATE sp_job_runs SET status = 'lost', finished_at = clock_timestamp(), message = %(message)s"
+        " FROM stale WHERE id = stale_id RETURNING sp_job_runs.*)"
+        "{alerted}"
+    ).format(alerted=_ALERTED)
     message = f"never claimed: no worker took the run within {deadline:g} s of its queueing (SP_QUEUED_DEADLINE)"
     with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
         rows = cur.execute(query, {"deadline": float(deadline), "message": message}).fetchall()
@@ -94,11 +101,12 @@ def _close_running(
     if not workers:
         return []
     query = sql.SQL(
-        "UPDATE sp_job_runs SET status = %s, error = %s, message = %s,"
+        "WITH closed AS (UPDATE sp_job_runs SET status = %s, error = %s, message = %s,"
         " finished_at = clock_timestamp(), lease_expires_at = NULL,"
         " duration_ms = (extract(epoch FROM clock_timestamp() - started_at) * 1000)::bigint"
-        " WHERE status = 'running' AND worker = ANY(%s) RETURNING {cols}"
-    ).format(cols=COLUMNS)
+        " WHERE status = 'running' AND worker = ANY(%s) RETURNING sp_job_runs.*)"
+        "{alerted}"
+    ).format(alerted=_ALERTED)
     with atomic(conn), conn.cursor(row_factory=dict_row) as cur:
         rows = cur.execute(query, (status, error, message, list(workers))).fetchall()
     return [RunRecord.from_row(row) for row in rows]
@@ -128,11 +136,27 @@ def record_slots(
     """Record many slots that will not run in one statement; returns how many were new."""
     if not slots:
         return 0
+    # One statement (so one transaction on an autocommit connection): the rows, then their alerts: one
+    # 'missed' event for the batch, or each refused ('failed') slot through the alert state machine.
     with atomic(conn), conn.cursor() as cur:
         cur.execute(
-            "INSERT INTO sp_job_runs (id, job_name, trigger, scheduled_for, status, message, finished_at, partition_at)"
-            " SELECT id, %s, 'schedule', slot, %s, %s, clock_timestamp(), slot"
-            " FROM unnest(%s::uuid[], %s::timestamptz[]) AS s(id, slot) ON CONFLICT DO NOTHING",
-            (job_name, status, message, [slot_run_id(job_name, slot) for slot in slots], list(slots)),
+            "WITH added AS (INSERT INTO sp_job_runs"
+            " (id, job_name, trigger, scheduled_for, status, message, finished_at, partition_at)"
+            " SELECT id, %(job)s, 'schedule', slot, %(status)s, %(message)s, clock_timestamp(), slot"
+            " FROM unnest(%(ids)s::uuid[], %(slots)s::timestamptz[]) AS s(id, slot) ON CONFLICT DO NOTHING"
+            " RETURNING *),"
+            " refused AS (SELECT sp_alert_observe(added::sp_job_runs) FROM added WHERE status = 'failed')"
+            " SELECT (SELECT count(*) FROM added),"
+            " (SELECT count(*) FROM refused),"
+            " (SELECT sp_alert_missed(%(job)s, (array_agg(id ORDER BY scheduled_for DESC))[1], count(*)::int,"
+            "  min(scheduled_for), max(scheduled_for), %(message)s) FROM added WHERE status = 'missed')",
+            {
+                "job": job_name,
+                "status": status,
+                "message": message,
+                "ids": [slot_run_id(job_name, slot) for slot in slots],
+                "slots": list(slots),
+            },
         )
-        return cur.rowcount
+        row = cur.fetchone()
+        return int(row[0]) if row is not None else 0

@@ -30,6 +30,12 @@ TCP_DEFAULTS = {
     "tcp_user_timeout": 60_000,
 }
 
+# How long a pool keeps retrying one lost connection (psycopg_pool backs off 1, 2, 4, 8 s...) before it
+# gives that attempt up; the next checkout then starts a new attempt at once. Short, so that after a
+# failover a pool reconnects within a few seconds of the new primary taking writes, rather than at its
+# next doubled pause (32 s, then 64 s, under psycopg_pool's default of 300 s).
+RECONNECT_TIMEOUT_SECONDS = 10.0
+
 
 def conninfo_with_defaults(url: str) -> str:
     """The URL as a conninfo string with our connect timeout, application name and TCP settings,
@@ -96,7 +102,7 @@ def open_pool(
         configure=configure,
         check=ConnectionPool.check_connection if check_on_checkout else None,
         timeout=timeout,  # a checkout waits this long at most (psycopg's default is 30 s)
-        reconnect_timeout=300,
+        reconnect_timeout=RECONNECT_TIMEOUT_SECONDS,
         open=False,
     )
     try:

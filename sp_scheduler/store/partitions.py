@@ -7,10 +7,11 @@ id visits each partition, so their number must stay small (about five for a mont
 partition overshoots the retention by at most a week.
 
 Locks are what matter on a live ledger. A partition is created standalone and ATTACHed, which takes
-only SHARE UPDATE EXCLUSIVE on the parent (claims go on); rows the DEFAULT partition holds in its
-range move in the same transaction. A partition is dropped by DETACH (ACCESS EXCLUSIVE on the parent,
-held for milliseconds: check, copy the few rows still needed, commit) and then DROP of the detached
-table, which no longer concerns the parent. Every such statement runs under a short `lock_timeout`,
+SHARE UPDATE EXCLUSIVE on the parent and ACCESS EXCLUSIVE on the DEFAULT partition (whose rows in the
+new range move in the same transaction, and which is scanned). A partition is dropped by DETACH
+(ACCESS EXCLUSIVE on the parent, held for a millisecond or two: the detach and the check for active
+runs, then commit) and then, in a transaction of its own that no claim waits for, the copy of the few
+rows still needed and DROP of the detached table. Attach and detach run under a short `lock_timeout`,
 so a pass that meets a long transaction gives up on that partition instead of queueing claims behind it.
 """
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -63,6 +65,19 @@ class Partition:
     end: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One DDL transaction of a pass and how long it took, its lock wait included.
+
+    `attach` and `detach` hold a lock on the partitioned table until their commit, so their time bounds
+    how long they held claims up; `drop` concerns only a table already detached.
+    """
+
+    action: str  # "attach" | "detach" | "drop"
+    partition: str
+    seconds: float
+
+
 def period_start(at: datetime) -> datetime:
     """The start of the week (Monday 00:00 UTC) holding `at`."""
     return _EPOCH + ((at.astimezone(UTC) - _EPOCH) // PERIOD) * PERIOD
@@ -97,8 +112,8 @@ def database_now(conn: psycopg.Connection[Any]) -> datetime:
     return value.astimezone(UTC)
 
 
-def ensure_partitions(conn: psycopg.Connection[Any], now: datetime | None = None, *, ahead: int = AHEAD) -> list[str]:
-    """Create the current week's partition and `ahead` more of each table, where missing; their names.
+def ensure_partitions(conn: psycopg.Connection[Any], now: datetime | None = None, *, ahead: int = AHEAD) -> list[Step]:
+    """Create the current week's partition and `ahead` more of each table, where missing; one step each.
 
     Rows the DEFAULT partition holds in a new partition's range move into it in the same transaction.
     A partition whose lock cannot be had at once is left for the next call (logged).
@@ -109,8 +124,10 @@ def ensure_partitions(conn: psycopg.Connection[Any], now: datetime | None = None
         have = {p.start for p in partitions(conn, table)}
         for k in range(ahead + 1):
             start = period_start(now) + k * PERIOD
-            if start not in have and _create(conn, table, start, start + PERIOD):
-                created.append(partition_name(table, start))
+            if start not in have:
+                step = _attach(conn, table, start, start + PERIOD, create=True)
+                if step is not None:
+                    created.append(step)
     return created
 
 
@@ -124,19 +141,24 @@ def _stored_columns(cur: psycopg.Cursor[tuple[Any, ...]], table: str, alias: str
     return sql.SQL(", ").join(sql.Identifier(*([alias] if alias else []), name) for (name,) in rows)
 
 
-def _create(conn: psycopg.Connection[Any], table: Table, start: datetime, end: datetime) -> bool:
+def _attach(
+    conn: psycopg.Connection[Any], table: Table, start: datetime, end: datetime, *, create: bool
+) -> Step | None:
+    """Attach the partition of [start, end), created here when `create`; None when it could not be."""
     name = partition_name(table, start)
     ident, parent, default = sql.Identifier(name), sql.Identifier(table.name), sql.Identifier(table.default)
     in_range = sql.SQL("{key} >= %(start)s AND {key} < %(end)s").format(key=sql.Identifier(table.key))
     bounds = {"start": start, "end": end}
+    began = time.perf_counter()
     try:
         with conn.transaction(), conn.cursor(row_factory=tuple_row) as cur:
             cur.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(LOCK_TIMEOUT)))
-            cur.execute(
-                sql.SQL(
-                    "CREATE TABLE {} (LIKE {} INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING GENERATED)"
-                ).format(ident, parent)
-            )
+            if create:
+                cur.execute(
+                    sql.SQL(
+                        "CREATE TABLE {} (LIKE {} INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING GENERATED)"
+                    ).format(ident, parent)
+                )
             columns = _stored_columns(cur, table.name)
             moved = cur.execute(
                 sql.SQL("INSERT INTO {} ({cols}) SELECT {cols} FROM {} WHERE {}").format(
@@ -151,17 +173,22 @@ def _create(conn: psycopg.Connection[Any], table: Table, start: datetime, end: d
                     parent, ident, sql.Literal(start), sql.Literal(end)
                 )
             )
+        step = Step("attach", name, time.perf_counter() - began)
         with conn.transaction():  # statistics from the start: the planner never guesses a new partition's size
             conn.execute(sql.SQL("ANALYZE {}").format(ident))
     except (
         errors.LockNotAvailable,
         errors.DuplicateTable,
         errors.InvalidObjectDefinition,
-    ) as exc:  # busy, raced, overlap
-        log.warning("partition not created", extra={"partition": name, "reason": str(exc).strip()})
-        return False
-    log.info("partition created", extra={"partition": name, "moved_from_default": moved})
-    return True
+        errors.UniqueViolation,
+    ) as exc:  # busy, raced, overlap, a row of the DEFAULT partition already in a table detached
+        log.warning("partition not attached", extra={"partition": name, "reason": str(exc).strip()})
+        return None
+    log.info(
+        "partition created" if create else "partition attached again",
+        extra={"partition": name, "moved_from_default": moved, "lock_held_ms": round(step.seconds * 1000, 1)},
+    )
+    return step
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,13 +199,36 @@ class Keep:
     since: Sequence[datetime]
 
 
-def drop_partition(conn: psycopg.Connection[Any], table: Table, partition: Partition, keep: Keep) -> str | None:
-    """Drop one partition; None when done, else why it stays (an active run, a lock not had).
+def kept_rows(partition: str) -> sql.Composed:
+    """FROM clause of the rows `Keep` names (two array parameters: jobs, since), aliased `t`: one index
+    probe per job. As a plain join the planner hashes the arrays and reads the whole partition (100 ms
+    and more of CPU for a week of a busy ledger); OFFSET 0 keeps the subquery a probe per job."""
+    return sql.SQL(
+        "unnest(%s::text[], %s::timestamptz[]) AS k(job, since) CROSS JOIN LATERAL"
+        " (SELECT * FROM {} p WHERE p.job_name = k.job AND p.created_at >= k.since OFFSET 0) t"
+    ).format(sql.Identifier(partition))
 
-    The rows `keep` names are copied back into the table first, in the transaction that detaches the
-    partition, so they land in the DEFAULT partition (no dated partition covers that range any more).
+
+@dataclass(frozen=True, slots=True)
+class Dropped:
+    """What `drop_partition` did: `kept` says why the partition stays (None: dropped); the steps it took."""
+
+    kept: str | None
+    steps: tuple[Step, ...]
+
+
+def drop_partition(conn: psycopg.Connection[Any], table: Table, partition: Partition, keep: Keep) -> Dropped:
+    """Drop one partition, or say why it stays (an active run, a lock not had).
+
+    The detach commits as soon as the partition is checked for active runs, so it holds the table's
+    lock for a millisecond or two. The rows `keep` names are then copied back into the table (they land
+    in the DEFAULT partition: no dated partition covers that range any more) in the transaction that
+    drops the detached table, which no claim waits for. Between the two commits readers miss those
+    rows; a pass that dies there leaves the table detached, and the next one attaches it again
+    (`reattach_detached`).
     """
     ident, parent = sql.Identifier(partition.name), sql.Identifier(table.name)
+    began = time.perf_counter()
     try:
         with conn.transaction(), conn.cursor(row_factory=tuple_row) as cur:
             cur.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(LOCK_TIMEOUT)))
@@ -190,26 +240,62 @@ def drop_partition(conn: psycopg.Connection[Any], table: Table, partition: Parti
                 ).fetchone()
                 if row is not None:
                     raise _Stays(f"holds active run {row[0]}")
-            copied = 0
-            if keep.jobs:
-                copied = cur.execute(
-                    sql.SQL(
-                        "INSERT INTO {} ({}) OVERRIDING SYSTEM VALUE SELECT {} FROM {} t"
-                        " JOIN unnest(%s::text[], %s::timestamptz[]) AS k(job, since)"
-                        " ON t.job_name = k.job AND t.created_at >= k.since"
-                    ).format(parent, _stored_columns(cur, table.name), _stored_columns(cur, table.name, "t"), ident),
-                    (list(keep.jobs), list(keep.since)),
-                ).rowcount
     except _Stays as why:
         log.info("partition kept", extra={"partition": partition.name, "reason": str(why)})
-        return str(why)
+        return Dropped(str(why), (Step("detach", partition.name, time.perf_counter() - began),))
     except errors.LockNotAvailable:
         log.warning("partition kept: its table was busy", extra={"partition": partition.name})
-        return "table busy (lock not available)"
-    with conn.transaction():
-        conn.execute(sql.SQL("DROP TABLE {}").format(ident))
-    log.info("partition dropped", extra={"partition": partition.name, "rows_kept": copied})
-    return None
+        waited = Step("detach", partition.name, time.perf_counter() - began)
+        return Dropped("table busy (lock not available)", (waited,))
+    detached = Step("detach", partition.name, time.perf_counter() - began)
+    began = time.perf_counter()
+    copied = 0
+    with conn.transaction(), conn.cursor(row_factory=tuple_row) as cur:
+        if keep.jobs:
+            columns, from_t = _stored_columns(cur, table.name), _stored_columns(cur, table.name, "t")
+            copied = cur.execute(
+                sql.SQL("INSERT INTO {} ({}) OVERRIDING SYSTEM VALUE SELECT {} FROM {} ON CONFLICT DO NOTHING").format(
+                    parent, columns, from_t, kept_rows(partition.name)
+                ),
+                (list(keep.jobs), list(keep.since)),
+            ).rowcount
+        cur.execute(sql.SQL("DROP TABLE {}").format(ident))
+    dropped = Step("drop", partition.name, time.perf_counter() - began)
+    log.info(
+        "partition dropped",
+        extra={
+            "partition": partition.name,
+            "rows_kept": copied,
+            "lock_held_ms": round(detached.seconds * 1000, 1),
+            "copy_and_drop_ms": round(dropped.seconds * 1000, 1),
+        },
+    )
+    return Dropped(None, (detached, dropped))
+
+
+def reattach_detached(conn: psycopg.Connection[Any]) -> list[Step]:
+    """Attach again each partition a pass detached but did not drop (it died in between); one step each.
+
+    Such a table still holds the rows its drop was to keep; attached again, the next drop handles it
+    as any other partition.
+    """
+    steps = []
+    for table in TABLES:
+        with conn.transaction(), conn.cursor(row_factory=tuple_row) as cur:
+            rows = cur.execute(
+                "SELECT c.relname::text FROM pg_class c WHERE c.relkind = 'r' AND NOT c.relispartition"
+                " AND c.relnamespace = (SELECT relnamespace FROM pg_class WHERE oid = %s::regclass)"
+                " AND c.relname ~ %s",
+                (table.name, f"^{table.name}_p[0-9]{{8}}$"),
+            ).fetchall()
+        for (name,) in rows:
+            match = _NAME.search(name)
+            assert match is not None
+            start = datetime.strptime(match.group(1), "%Y%m%d").replace(tzinfo=UTC)
+            step = _attach(conn, table, start, start + PERIOD, create=False)
+            if step is not None:
+                steps.append(step)
+    return steps
 
 
 class _Stays(Exception):

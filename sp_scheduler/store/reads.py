@@ -11,6 +11,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from sp_scheduler.errors import UnknownRun
+from sp_scheduler.jobs import Trigger
 from sp_scheduler.run_status import RUN_STATUSES, RunStatus
 from sp_scheduler.store.records import COLUMNS, RunRecord, fetch_one, run_uuid, where_clause
 
@@ -61,10 +62,15 @@ def last_runs(conn: psycopg.Connection[Any], job_names: Sequence[str] | None = N
 
 
 def last_with_status(
-    conn: psycopg.Connection[Any], statuses: Sequence[RunStatus], job_names: Sequence[str] | None = None
+    conn: psycopg.Connection[Any],
+    statuses: Sequence[RunStatus],
+    job_names: Sequence[str] | None = None,
+    *,
+    triggers: Sequence[Trigger] | None = None,
 ) -> dict[str, RunRecord]:
-    """The newest row of each job among `statuses`: "last success", "last failure" in `jobs status`."""
-    return _latest_per_job(conn, job_names, statuses=list(statuses))
+    """The newest row of each job among `statuses` (and `triggers`, when given): "last success", "last
+    failure" in `jobs status`."""
+    return _latest_per_job(conn, job_names, statuses=list(statuses), triggers=triggers)
 
 
 # Distinct job names by skipping through the (job_name, created_at) index, one probe per job, rather
@@ -91,22 +97,33 @@ _NEWEST_OF_JOB = sql.SQL(
 _NEWEST_OF_JOB_AND_STATUS = sql.SQL(
     "CROSS JOIN unnest(%(statuses)s::text[]) AS s(status)"
     " CROSS JOIN LATERAL (SELECT {cols} FROM sp_job_runs WHERE (job_name, status) >= (n.job_name, s.status)"
-    " ORDER BY job_name, status, created_at DESC LIMIT 1) r"
+    "{triggers} ORDER BY job_name, status, created_at DESC LIMIT 1) r"
     " WHERE r.job_name = n.job_name AND r.status = s.status"
 )
+# With triggers, the seek reads on past the group's newest rows of other triggers (backfill runs: at
+# most the few thousand an operator queued) until one matches.
+_OF_TRIGGERS = sql.SQL(" AND trigger = ANY(%(triggers)s::text[])")
 
 
 def _latest_per_job(
-    conn: psycopg.Connection[Any], job_names: Sequence[str] | None, *, statuses: list[RunStatus] | None
+    conn: psycopg.Connection[Any],
+    job_names: Sequence[str] | None,
+    *,
+    statuses: list[RunStatus] | None,
+    triggers: Sequence[Trigger] | None = None,
 ) -> dict[str, RunRecord]:
     """One index probe per job (per job and status when filtering) instead of sorting the whole table."""
     if (job_names is not None and not job_names) or (statuses is not None and not statuses):
         return {}
-    newest = _NEWEST_OF_JOB if statuses is None else _NEWEST_OF_JOB_AND_STATUS
+    if statuses is None:
+        newest = _NEWEST_OF_JOB.format(cols=COLUMNS)
+    else:
+        of_triggers = _OF_TRIGGERS if triggers is not None else sql.SQL("")
+        newest = _NEWEST_OF_JOB_AND_STATUS.format(cols=COLUMNS, triggers=of_triggers)
     query = sql.SQL(
         "{names} SELECT DISTINCT ON (r.job_name) r.* FROM names n {newest} ORDER BY r.job_name, r.created_at DESC"
-    ).format(names=_ALL_JOB_NAMES if job_names is None else _GIVEN_JOB_NAMES, newest=newest.format(cols=COLUMNS))
-    params = {"names": list(job_names or []), "statuses": list(statuses or [])}
+    ).format(names=_ALL_JOB_NAMES if job_names is None else _GIVEN_JOB_NAMES, newest=newest)
+    params = {"names": list(job_names or []), "statuses": list(statuses or []), "triggers": list(triggers or [])}
     with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
         rows = cur.execute(query, params).fetchall()
     return {row["job_name"]: RunRecord.from_row(row) for row in rows}

@@ -15,10 +15,11 @@ from typing import Any, TypeVar
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from sp_scheduler.jobs import JobContext
 from sp_scheduler.settings import Settings
-from sp_scheduler.store import Claim, connect, history, record_slot, slot_run_id
+from sp_scheduler.store import Claim, connect, history, record_slot, retention, slot_run_id
 from sp_scheduler.store.partitions import LOGS, PERIOD, RUNS, database_now, ensure_partitions, partitions, period_start
 from sp_scheduler.store.retention import JobRules, Rules, apply_retention
 from tests.support.ledger import claim
@@ -100,9 +101,10 @@ def test_a_pass_drops_old_partitions_keeping_each_jobs_minimum_and_every_active_
     assert [at for at, _ in runs_of(conn, "many")] == [old_week + i * hour for i in range(15, 25)]
     assert {where for _, where in runs_of(conn, "many")} == {"sp_job_runs_default"}  # copied out before the drop
     assert len(runs_of(conn, "few")) == 3
-    # The kept partition's finished rows beyond the minimum still go, by batched delete; the active run stays.
+    # The partition an active run kept stays whole for the next pass: no row of it is deleted one by one.
     active = conn.execute("SELECT status, count(*) FROM sp_job_runs WHERE job_name = 'active' GROUP BY 1").fetchall()
-    assert dict(active) == {"running": 1, "succeeded": 10}
+    assert dict(active) == {"running": 1, "succeeded": 12}
+    assert report.runs_deleted == 0
     assert len(runs_of(conn, "recent")) == 1
 
     # Once the run has finished, the next pass drops its partition too, still keeping the minimum.
@@ -114,8 +116,15 @@ def test_a_pass_drops_old_partitions_keeping_each_jobs_minimum_and_every_active_
     assert next(p.start for p in partitions(conn, RUNS)) == period_start(now)
 
 
-def test_per_job_rules_override_the_scheduler_wide_ones(conn: psycopg.Connection[Any], now: datetime) -> None:
-    days = [now - timedelta(days=d, minutes=1) for d in range(1, 6)]
+@pytest.fixture
+def thursday(conn: psycopg.Connection[Any], now: datetime) -> datetime:
+    """Noon on this week's Thursday: a pass time that places each rule's cutoff the same way every day."""
+    return period_start(now) + timedelta(days=3, hours=12)
+
+
+def test_per_job_rules_override_the_scheduler_wide_ones(conn: psycopg.Connection[Any], thursday: datetime) -> None:
+    ensure_partitions(conn, thursday - PERIOD, ahead=1)  # last week's partition, wholly past a 3-day cutoff
+    days = [thursday - timedelta(days=d, minutes=1) for d in range(1, 6)]  # Wed, Tue, Mon, last Sun and Sat
     for job in ("plain", "short", "kept_long"):
         add_runs(conn, job, days)
     rules = Rules(
@@ -127,11 +136,80 @@ def test_per_job_rules_override_the_scheduler_wide_ones(conn: psycopg.Connection
             "kept_long": JobRules(runs=timedelta(days=30), logs=timedelta(days=14), min_runs=0),
         },
     )
-    report = apply_retention(conn, rules, now=now)
-    assert len(runs_of(conn, "plain")) == 2  # 1 and 2 days old
+    report = apply_retention(conn, rules, now=thursday)
+    assert f"sp_job_runs_p{period_start(thursday) - PERIOD:%Y%m%d}" in report.dropped
+    # Monday's run is past 3 days but shares this week's partition with newer runs: it waits for the drop.
+    assert len(runs_of(conn, "plain")) == 3
     assert len(runs_of(conn, "short")) == 2  # its own 1 day would keep none: its minimum of 2 stays
-    assert len(runs_of(conn, "kept_long")) == 5
-    assert report.runs_deleted == 3 + 3
+    assert len(runs_of(conn, "kept_long")) == 5  # last week's two copied out before the drop
+    assert report.runs_deleted == 1  # short's Monday run: a shorter rule of its own is deleted row by row
+
+
+def test_the_partition_straddling_the_cutoff_stays_whole_until_it_is_wholly_past(
+    conn: psycopg.Connection[Any], thursday: datetime
+) -> None:
+    week = period_start(thursday)
+    ensure_partitions(conn, week - 5 * PERIOD, ahead=4)
+    cutoff = thursday - RULES.runs  # in the partition four weeks back, which straddles it
+    straddling = f"sp_job_runs_p{week - 4 * PERIOD:%Y%m%d}"
+    hour = timedelta(hours=1)
+    recent = [thursday - timedelta(days=1, minutes=i) for i in range(10)]  # the minimum, newer than all else
+    add_runs(conn, "job", [week - 5 * PERIOD + i * hour for i in range(3)])  # wholly past the cutoff
+    add_runs(conn, "job", [cutoff - 2 * hour, cutoff - hour, cutoff + hour, *recent])
+    add_runs(conn, "outside", [week - 9 * PERIOD, week - 9 * PERIOD + hour, *recent])  # no partition: DEFAULT
+    add_logs(conn, None, [thursday - RULES.logs - hour, thursday - RULES.logs + hour])
+
+    report = apply_retention(conn, RULES, now=thursday)
+
+    assert f"sp_job_runs_p{week - 5 * PERIOD:%Y%m%d}" in report.dropped
+    assert straddling not in report.dropped and not report.kept
+    assert [at for at, _ in runs_of(conn, "job")][:3] == [cutoff - 2 * hour, cutoff - hour, cutoff + hour]
+    assert len(runs_of(conn, "outside")) == 10  # rows in the DEFAULT partition go row by row, as before
+    assert report.runs_deleted == 2
+    assert conn.execute("SELECT count(*) FROM sp_logs").fetchone() == (2,)  # the log line past 14 days waits too
+    assert report.logs_deleted == 0
+
+    # A week later the partition is wholly past the cutoff: it goes whole, its rows with it.
+    later = apply_retention(conn, RULES, now=thursday + PERIOD)
+    assert straddling in later.dropped and later.runs_deleted == 0
+    assert [at for at, _ in runs_of(conn, "job")] == sorted(recent)
+    assert conn.execute("SELECT count(*) FROM sp_logs").fetchone() == (0,)  # both lines' partition went too
+
+
+def test_a_partition_a_rule_still_needs_loses_the_other_jobs_rows_one_by_one(
+    conn: psycopg.Connection[Any], now: datetime, old_week: datetime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(retention, "MAX_COPY", 5)  # more rows still needed than a drop copies out
+    hour = timedelta(hours=1)
+    add_runs(
+        conn, "audit", [old_week + i * hour for i in range(8)]
+    )  # kept a year: all 8 still needed, with 10 of plain
+    add_runs(conn, "plain", [old_week + i * hour for i in range(15)])  # the newest 10 stay
+    rules = Rules(jobs={"audit": JobRules(runs=timedelta(days=365), logs=timedelta(days=14), min_runs=10)})
+    report = apply_retention(conn, rules, now=now)
+    name = f"sp_job_runs_p{old_week:%Y%m%d}"
+    assert report.kept[name] == "18 rows still needed" and report.crowded == [name]
+    assert len(runs_of(conn, "audit")) == 8
+    assert [at for at, _ in runs_of(conn, "plain")] == [old_week + i * hour for i in range(5, 15)]
+    assert report.runs_deleted == 5
+
+
+def test_a_partition_left_detached_by_a_dead_pass_is_attached_again_and_dropped(
+    conn: psycopg.Connection[Any], now: datetime, old_week: datetime
+) -> None:
+    hour = timedelta(hours=1)
+    add_runs(conn, "many", [old_week + i * hour for i in range(25)])
+    name = f"sp_job_runs_p{old_week:%Y%m%d}"
+    with conn.transaction():  # what a pass that died between its detach and its drop leaves behind
+        conn.execute(sql.SQL("ALTER TABLE sp_job_runs DETACH PARTITION {}").format(sql.Identifier(name)))
+    assert runs_of(conn, "many") == []
+
+    report = apply_retention(conn, RULES, now=now)
+
+    assert ("attach", name) in [(step.action, step.partition) for step in report.steps]
+    assert name in report.dropped
+    assert [at for at, _ in runs_of(conn, "many")] == [old_week + i * hour for i in range(15, 25)]
+    assert conn.execute("SELECT to_regclass(%s)", (name,)).fetchone() == (None,)
 
 
 def test_log_lines_go_by_age_partition_or_row_and_a_job_may_keep_them_longer(
@@ -219,14 +297,16 @@ def test_the_ledger_retention_job_reads_its_rules_from_the_config(
     config.write_text(
         "scheduler:\n  retention: {runs: 2d, logs: 14d, min_runs_per_job: 1}\n  jobs:\n"
         "    - {name: keep, extension: core, job: heartbeat, schedule: '', enabled: true,"
-        " retention: {runs: 10d}}\n"
+        " retention: {runs: 60d}}\n"
     )
-    week = [now - timedelta(days=d) for d in range(1, 6)]
-    add_runs(conn, "keep", week)
-    add_runs(conn, "other", week)
+    old = [now - timedelta(days=30 + d) for d in range(1, 6)]  # before every partition: the DEFAULT one
+    add_runs(conn, "keep", old)
+    add_runs(conn, "other", old)
     settings = Settings(database_url=database_url, config_path=config)
     logger = logging.getLogger("test.retention")
-    ctx = JobContext("ledger_retention", "r", "manual", logger, parameters={"batch_size": 2}, settings=settings)
+    ctx = JobContext(
+        "ledger_retention", "r", "manual", logger, parameters={"batch_size": 2, "pause_ms": 0}, settings=settings
+    )
     result = asyncio.run(LedgerRetention().execute(ctx))
     assert result.success and result.items_processed == 4
     assert len(runs_of(conn, "keep")) == 5 and len(runs_of(conn, "other")) == 1

@@ -96,7 +96,7 @@ def test_messages_with_wrong_or_missing_arguments_leave_failed_rows_and_the_work
     rows = rows_by_id(system, "noop", 5)
     expected = {
         slot_run_id("noop", slot): "6 positional arguments, at most 5",
-        bogus_id: "argument 'trigger': must be one of schedule, startup, manual, not 'bogus'",
+        bogus_id: "argument 'trigger': must be one of schedule, startup, manual, backfill, not 'bogus'",
         stray_id: "unexpected argument 'colour'",
         queued_id: "argument 'params': params must be an object with text keys, not 'x'",
     }

@@ -19,6 +19,7 @@ from click.testing import CliRunner
 
 from sp_scheduler.cli import cli
 from sp_scheduler.errors import SchemaOutOfDate
+from sp_scheduler.jobs import SLOT_TRIGGERS, TRIGGERS
 from sp_scheduler.store import (
     CODE_SCHEMA_VERSION,
     RUN_STATUSES,
@@ -43,6 +44,7 @@ pytestmark = pytest.mark.integration
 
 OLDER_SCHEMA = Path(__file__).parent / "fixtures" / "older_schema.sql"
 FUNCTION_NAMES = [f.name for f in load_functions()]
+OLDER_FUNCTION_NAMES = ["sp_finish_runs", "sp_claim_run", "sp_claim_run_after"]  # what versions 6 to 8 had
 
 
 @pytest.fixture
@@ -204,7 +206,7 @@ def test_a_newer_schema_keeps_its_functions(empty: psycopg.Connection[Any]) -> N
 def test_an_older_database_upgrades_and_keeps_its_data(empty: psycopg.Connection[Any], version: int) -> None:
     build_older_schema(empty, version)
     assert schema_version(empty) == version
-    old = {name: functions_in_database(empty, name) for name in FUNCTION_NAMES}
+    old = {name: functions_in_database(empty, name) for name in OLDER_FUNCTION_NAMES}
     assert all(len(found) == 1 for found in old.values())
     if version < CODE_SCHEMA_VERSION:
         with pytest.raises(SchemaOutOfDate):
@@ -215,7 +217,7 @@ def test_an_older_database_upgrades_and_keeps_its_data(empty: psycopg.Connection
     assert stale_functions(empty) == []
     # Replaced, no overload left: migration 0009 re-creates them (they return rows of sp_job_runs, whose
     # table it rebuilt as a partitioned one), so each keeps its signature but not its oid.
-    now = {name: functions_in_database(empty, name) for name in FUNCTION_NAMES}
+    now = {name: functions_in_database(empty, name) for name in OLDER_FUNCTION_NAMES}
     assert {name: [(a, r) for _, a, r in found] for name, found in now.items()} == {
         name: [(a, r) for _, a, r in found] for name, found in old.items()
     }
@@ -266,6 +268,22 @@ def test_the_status_check_constraint_allows_exactly_run_statuses(empty: psycopg.
     empty.commit()
     assert row is not None
     assert tuple(re.findall(r"'(\w+)'::text", row[0])) == RUN_STATUSES
+
+
+def test_the_trigger_check_allows_exactly_triggers_and_the_slot_rule_covers_slot_triggers(
+    empty: psycopg.Connection[Any],
+) -> None:
+    apply_schema(empty)
+    check = empty.execute(
+        "SELECT pg_get_constraintdef(oid) FROM pg_constraint"
+        " WHERE conrelid = 'sp_job_runs'::regclass AND conname = 'sp_job_runs_trigger_check'"
+    ).fetchone()
+    index = empty.execute("SELECT pg_get_indexdef('sp_job_runs_slot_key'::regclass)").fetchone()
+    empty.commit()
+    assert check is not None and index is not None
+    assert tuple(re.findall(r"'(\w+)'::text", check[0])) == TRIGGERS
+    assert index[0].startswith("CREATE UNIQUE INDEX sp_job_runs_slot_key ON ONLY public.sp_job_runs")
+    assert tuple(re.findall(r"'(\w+)'::text", index[0].partition(" WHERE ")[2])) == SLOT_TRIGGERS
 
 
 def test_db_migrate_says_what_it_applied(empty_database_url: str) -> None:

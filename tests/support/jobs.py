@@ -47,6 +47,17 @@ class Sleepy(Job):
         return JobResult.success().with_message("rested")
 
 
+class SlotJournal(Job):
+    name = "slot_journal"
+    description = "Appends its slot, pid and time to the `journal` file: executions recorded outside the ledger"
+
+    async def execute(self, ctx: JobContext) -> JobResult:
+        slot = ctx.scheduled_for.isoformat() if ctx.scheduled_for else "manual"
+        with Path(ctx.get_parameter("journal")).open("a") as journal:  # one short append per run
+            journal.write(f"{slot} {os.getpid()} {time.time():.3f}\n")
+        return JobResult.success()
+
+
 class BlockingSleepy(Job):
     name = "blocking_sleepy"
     description = "Blocks its event loop (time.sleep) for `seconds`: a badly behaved job"
@@ -126,6 +137,29 @@ class HugeCount(Job):
         return JobResult.success().with_stats(10**20, 0)
 
 
+class Tally(Job):
+    name = "tally"
+    description = "Queries through ctx.db_pool, then appends its run id to the file `path`: a record outside the ledger"
+
+    async def execute(self, ctx: JobContext) -> JobResult:
+        async with ctx.db_pool.connection() as conn:
+            await conn.execute("SELECT 1")
+        with Path(ctx.get_parameter("path", "")).open("a") as tally:
+            tally.write(f"{ctx.run_id}\n")
+        return JobResult.success().with_stats(1, 0)
+
+
+class FailWhileFlag(Job):
+    name = "fail_while_flag"
+    description = "Fails while the file named by its `flag` parameter exists, succeeds otherwise"
+
+    async def execute(self, ctx: JobContext) -> JobResult:
+        flag = Path(str(ctx.get_parameter("flag", "")))
+        if flag.name and flag.exists():
+            return JobResult.failure(f"flag {flag.name} is up")
+        return JobResult.success().with_message("flag is down")
+
+
 extension = Extension(
     "testing",
     (
@@ -133,6 +167,7 @@ extension = Extension(
         FailSoftly(),
         Explode(),
         Sleepy(),
+        SlotJournal(),
         BlockingSleepy(),
         Stubborn(),
         Chatty(),
@@ -141,6 +176,8 @@ extension = Extension(
         Startup(),
         NulBytes(),
         HugeCount(),
+        Tally(),
+        FailWhileFlag(),
     ),
 )
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Sequence, Sized
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
 
 from sp_scheduler.jobs import Trigger
+from sp_scheduler.status import LATENESS_TRIGGERS
 from sp_scheduler.store import (
     FAILED_STATUSES,
     Claim,
@@ -22,6 +23,7 @@ from sp_scheduler.store import (
     last_with_status,
     slot_run_id,
 )
+from sp_scheduler.store.partitions import PERIOD, ensure_partitions, period_start
 
 SLOT = datetime(2025, 1, 1, 3, 0, tzinfo=UTC)
 
@@ -73,17 +75,33 @@ SELECT gen_random_uuid(), 'job-' || (i %% %(jobs)s), 'schedule', at, at, at, at 
             WHEN i %% 4999 = 7 THEN 'lost' WHEN i %% 47 = 3 THEN 'failed' ELSE 'succeeded' END,
        'done', 1, 20, 'filler:1', at, at
   FROM generate_series(%(first)s, %(first)s + %(rows)s - 1) AS i,
-       LATERAL (SELECT %(start)s::timestamptz + i * interval '1 s' AS at) t
+       LATERAL (SELECT %(start)s::timestamptz + i * %(every)s::interval AS at) t
 """
 
 
 def fill_ledger(
-    conn: psycopg.Connection[Any], rows: int, *, first: int = 1, jobs: int = 40, never_failing: int = 2
+    conn: psycopg.Connection[Any],
+    rows: int,
+    *,
+    first: int = 1,
+    jobs: int = 40,
+    never_failing: int = 2,
+    every: timedelta = timedelta(seconds=1),
 ) -> None:
     """Add runs `first`..`first + rows - 1` of jobs `job-0`..`job-{jobs-1}` (the last `never_failing` never
-    fail), one a second from 2020-01-01, then ANALYZE."""
+    fail), `every` apart from 2020-01-01, each in its week's partition (created here, as the
+    retention job creates them on a live ledger), then ANALYZE."""
     start = datetime(2020, 1, 1, tzinfo=UTC)
-    values = {"rows": rows, "first": first, "jobs": jobs, "never_failing": never_failing, "start": start}
+    begin, end = start + first * every, start + (first + rows - 1) * every
+    ensure_partitions(conn, begin, ahead=(period_start(end) - period_start(begin)) // PERIOD)
+    values = {
+        "rows": rows,
+        "first": first,
+        "jobs": jobs,
+        "never_failing": never_failing,
+        "start": start,
+        "every": every,
+    }
     conn.execute(_FILL, values)
     conn.execute("ANALYZE sp_job_runs")
 
@@ -100,8 +118,8 @@ LEDGER_READS: dict[str, Callable[[psycopg.Connection[Any]], Sized]] = {
     "history --job (never failed) --status failed": lambda conn: history(conn, job="job-39", status="failed"),
     "jobs list: last run of every job": last_runs,
     "jobs show: last runs of named jobs": lambda conn: last_runs(conn, ["job-5", "job-39", "unknown"]),
-    "jobs status: last failures": lambda conn: last_with_status(conn, FAILED_STATUSES),
-    "jobs status: last successes": lambda conn: last_with_status(conn, ["succeeded"]),
+    "jobs status: last failures": lambda conn: last_with_status(conn, FAILED_STATUSES, triggers=LATENESS_TRIGGERS),
+    "jobs status: last successes": lambda conn: last_with_status(conn, ["succeeded"], triggers=LATENESS_TRIGGERS),
 }
 
 

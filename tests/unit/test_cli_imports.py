@@ -68,8 +68,8 @@ def test_every_command_is_listed_and_an_unknown_one_is_a_usage_error() -> None:
     for name in ("beat", "config", "cron", "db", "demo", "dev", "health", "jobs", "logs", "queue", "worker"):
         assert f"\n  {name} " in top.output, name
     jobs = runner.invoke(cli, ["jobs", "--help"])
-    for name in ("cleanup-sessions", "disable", "enable", "history", "list", "log-cleanup", "reset", "run", "show"):
+    for name in ("backfill", "cleanup-sessions", "disable", "enable", "history", "list", "log-cleanup", "reset", "run"):
         assert f"\n  {name} " in jobs.output, name
-    assert "\n  status " in jobs.output
+    assert "\n  status " in jobs.output and "\n  show " in jobs.output
     unknown = runner.invoke(cli, ["jobs", "frobnicate"])
     assert unknown.exit_code == 2 and "No such command 'frobnicate'" in unknown.output

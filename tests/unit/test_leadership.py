@@ -60,3 +60,43 @@ def test_heartbeat_refreshes_the_leader_hash_and_instances(client: fakeredis.Fak
     assert client.hget(keys.BEAT_LEADER, "last_tick") == "250.0"
     assert 0 < client.ttl(keys.BEAT_LEADER) <= 30
     assert client.zscore(keys.BEAT_INSTANCES, "one") == 250.0
+
+
+def test_a_leader_cut_off_from_redis_resumes_the_lock_it_still_holds(client: fakeredis.FakeRedis) -> None:
+    # After a Sentinel failover the promoted replica holds the lock under the old leader's token:
+    # that leader resumes at once instead of everyone waiting out the TTL.
+    first, second = Leadership("one", ttl=10.0), Leadership("two", ttl=10.0)
+    first.take(client)
+    first.step_down("Redis unreachable", ConnectionError("gone"))
+    client.pexpire(keys.LEADER_LOCK, 3000)
+    assert not second.take(client)
+    assert first.take(client) and first.leader
+    assert 9000 < client.pttl(keys.LEADER_LOCK) <= 10000
+
+
+def test_a_leader_whose_lock_vanished_takes_a_new_one(client: fakeredis.FakeRedis) -> None:
+    beat = Leadership("one")
+    beat.take(client)
+    beat.step_down("Redis unreachable", None)
+    client.delete(keys.LEADER_LOCK)  # Redis restarted without persistence
+    assert beat.take(client) and beat.leader and client.exists(keys.LEADER_LOCK)
+
+
+def test_a_former_leader_does_not_resume_a_lock_another_beat_took(client: fakeredis.FakeRedis) -> None:
+    first, second = Leadership("one"), Leadership("two")
+    first.take(client)
+    first.step_down("Redis unreachable", None)
+    client.delete(keys.LEADER_LOCK)
+    assert second.take(client)
+    assert not first.take(client) and not first.leader and second.keep()
+
+
+def test_take_says_whether_it_resumed_the_lock_or_took_a_new_one(client: fakeredis.FakeRedis) -> None:
+    beat = Leadership("one")
+    beat.take(client)
+    assert not beat.resumed
+    beat.step_down("Redis unreachable", None)
+    assert beat.take(client) and beat.resumed
+    beat.step_down("Redis unreachable", None)
+    client.delete(keys.LEADER_LOCK)
+    assert beat.take(client) and not beat.resumed

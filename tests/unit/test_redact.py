@@ -51,8 +51,21 @@ def test_where_forms_never_carry_the_password() -> None:
     assert redis_where("redis://:s3cret@cache.internal:6380/2") == "cache.internal:6380/2"
     assert redis_where("redis://redis") == "redis:6379/0"
     assert redis_where("redis://:pw@cache:notaport/0") == "<malformed Redis URL>"
+    sentinel = "rediss+sentinel://app:s3cret@s1:26379,s2,[::1]:26380/mymaster/2?sentinel_password=s3cret2"
+    assert redis_where(sentinel) == "mymaster/2 via Sentinel s1:26379,s2:26379,[::1]:26380"
+    assert redis_where("redis+sentinel://:pw@s1:x/mymaster") == "<malformed Redis URL>"
+    assert set(secrets_of(sentinel)) == {"s3cret", "s3cret2"}
     assert postgres_where("postgresql://u:pw@db.example:6543/app") == "db.example:6543/app"
     assert "a/b" not in postgres_where("postgresql://u:a/b@db/app")
+
+
+def test_a_multi_host_url_names_every_server_in_order_and_no_password() -> None:
+    url = "postgresql://app:s3cr%40t@db1:5432,db2:5433/ledger?target_session_attrs=read-write"
+    assert postgres_where(url) == "db1:5432,db2:5433/ledger"
+    assert redact_url(url) == f"postgresql://app:{MASK}@db1:5432,db2:5433/ledger?target_session_attrs=read-write"
+    assert postgres_where("postgresql://app@db1,db2/ledger") == "db1:5432,db2:5432/ledger"
+    assert postgres_where("postgresql://app@db1,db2/ledger?port=6432") == "db1:6432,db2:6432/ledger"
+    assert postgres_where("host=db1,db2 port=5432,5433 dbname=ledger password=pw") == "db1:5432,db2:5433/ledger"
 
 
 WEBHOOK = "https://discord.com/api/webhooks/123/s3cr3t-token?wait=true"
@@ -83,3 +96,10 @@ def test_a_redis_problem_names_the_server_and_masks_the_password_the_error_quote
     assert redis_problem(url, error, "cannot read heartbeats from").startswith(
         "cannot read heartbeats from Redis at cache:6380/1: "
     )
+
+
+def test_a_response_quoting_the_token_alone_does_not_show_it() -> None:
+    url = "https://hooks.example.com/services/T0001/B0002/abcdefghijkl0123456789"
+    body = "invalid token abcdefghijkl0123456789 for team T0001"
+    assert redact_capability(body, url) == "invalid token <redacted> for team T0001"
+    assert redact_capability("no such hook tok", "https://h/hooks/tok") == "no such hook <redacted>"

@@ -136,3 +136,34 @@ def test_a_stale_slot_is_recorded_missed_and_an_unknown_job_failed(make_runtime:
     ghost = ledger.get_run(request.resolved_run_id())
     assert ghost.status == "failed" and ghost.message is not None
     assert ghost.message.startswith("worker cannot run it: ")
+
+
+def backfill(ledger: InMemoryLedger, job: str, slot: datetime) -> RunRequest:
+    """A queued backfill run of `slot` and its message, as `jobs backfill` writes them."""
+    (queued,) = ledger.enqueue_backfill(job_name=job, slots=[slot], params={})
+    return RunRequest(job, "backfill", slot, queued.id)
+
+
+def test_a_backfill_slot_older_than_the_misfire_grace_runs_in_its_queued_row(
+    make_runtime: Any, ledger: InMemoryLedger
+) -> None:
+    runtime = make_runtime([entry("noop", misfire_grace=60)])
+    old = NOW - timedelta(days=3)
+    record = run(runtime, backfill(ledger, "noop", old))
+    assert (record.id, record.trigger, record.status, record.scheduled_for) == (
+        slot_run_id("noop", old),
+        "backfill",
+        "succeeded",
+        old,
+    )
+    assert execute_run(runtime, RunRequest("noop", "backfill", old, record.id)) is None  # delivered twice: once
+    assert execute_run(runtime, RunRequest("noop", "schedule", old)) is None  # beat's slot: the same slot
+    assert [r.id for r in ledger.history(job="noop")] == [record.id]
+
+
+def test_a_backfill_slot_in_the_future_is_refused_as_failed(make_runtime: Any, ledger: InMemoryLedger) -> None:
+    runtime = make_runtime([entry("noop")])
+    ahead = NOW + timedelta(hours=1)
+    record = run(runtime, backfill(ledger, "noop", ahead))
+    assert (record.trigger, record.status) == ("backfill", "failed")
+    assert record.message is not None and "ahead of the worker's clock" in record.message

@@ -24,7 +24,7 @@ def test_no_migration_defines_a_function(migration: Migration) -> None:
 
 def test_functions_sql_defines_each_ledger_function_once() -> None:
     names = [f.name for f in load_functions()]
-    assert names == ["sp_finish_runs", "sp_claim_run", "sp_claim_run_after"]
+    assert names == ["sp_finish_runs", "sp_claim_run", "sp_claim_run_after", "sp_alert_observe", "sp_alert_missed"]
     for function in load_functions():
         assert function.sql.startswith(f"CREATE OR REPLACE FUNCTION {function.name}(")
         assert function.sql.endswith("$$;")

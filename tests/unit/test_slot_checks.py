@@ -39,3 +39,10 @@ def test_a_slot_past_its_misfire_grace_is_missed_not_skipped() -> None:
 def test_a_zero_grace_misses_any_late_slot() -> None:
     verdict = check_slot(NOW - timedelta(seconds=0.5), 0, NOW)
     assert verdict is not None and verdict.status == "missed"
+
+
+def test_without_a_grace_any_past_slot_runs_and_the_future_is_still_refused() -> None:
+    assert check_slot(NOW - timedelta(days=400), None, NOW) is None
+    assert check_slot(NOW + timedelta(seconds=CLOCK_SKEW_ALLOWANCE), None, NOW) is None
+    ahead = check_slot(NOW + timedelta(seconds=CLOCK_SKEW_ALLOWANCE + 1), None, NOW)
+    assert ahead is not None and ahead.status == "failed"

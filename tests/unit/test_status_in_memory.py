@@ -12,7 +12,7 @@ from sp_scheduler.config import JobConfig
 from sp_scheduler.cron import CronExpression
 from sp_scheduler.ledger import Ledger
 from sp_scheduler.ledger.memory import InMemoryLedger
-from sp_scheduler.status import JobHealth, job_health
+from sp_scheduler.status import LATENESS_TRIGGERS, JobHealth, job_health
 from sp_scheduler.store import FinishStatus, RunOutcome
 from tests.support import wait_until
 from tests.support.jobs import Noop
@@ -37,8 +37,8 @@ def health(ledger: Ledger, catalog: Catalog, now: datetime) -> dict[str, JobHeal
     """What `jobs status` computes from the ledger (sp_scheduler/cli/status_cmd.py)."""
     names = catalog.names()
     overrides = {name: o.enabled for name, o in ledger.overrides().items()}
-    successes = ledger.last_with_status(["succeeded"], names)
-    failures = ledger.last_with_status(["failed", "timeout", "lost"], names)
+    successes = ledger.last_with_status(["succeeded"], names, triggers=LATENESS_TRIGGERS)
+    failures = ledger.last_with_status(["failed", "timeout", "lost"], names, triggers=LATENESS_TRIGGERS)
     report = job_health(
         catalog,
         overrides,
@@ -65,3 +65,35 @@ def test_late_jobs_judged_from_recorded_runs() -> None:
     assert not now["silenced"].enabled and now["silenced"].last_failure is not None
     later = health(ledger, catalog, datetime.now(UTC) + timedelta(minutes=5))  # past the one-minute grace
     assert {name for name, h in later.items() if h.late} == {"fresh", "timed_out", "lost"}
+
+
+def backfilled(ledger: Ledger, job: str, status: FinishStatus, days_ago: int) -> None:
+    """A backfill run of an old slot, run now and ended with `status`."""
+    slot = datetime.now(UTC).replace(microsecond=0) - timedelta(days=days_ago)
+    (queued,) = ledger.enqueue_backfill(job_name=job, slots=[slot], params={})
+    ledger.claim(
+        run_id=queued.id,
+        job_name=job,
+        trigger="backfill",
+        scheduled_for=slot,
+        params={},
+        worker="host-a:1",
+        lease_seconds=60,
+        overlap="allow",
+        enabled=True,
+    )
+    ledger.finish([RunOutcome(queued.id, status, None)])
+
+
+def test_backfill_runs_neither_hide_nor_cause_lateness() -> None:
+    ledger = InMemoryLedger()
+    names = ("failing", "only_backfilled", "backfill_failed")
+    catalog = Catalog(True, tuple(definition(n) for n in names))
+    finished(ledger, "failing", "failed")
+    backfilled(ledger, "failing", "succeeded", days_ago=3)  # newer than the failure, but for an old slot
+    backfilled(ledger, "only_backfilled", "succeeded", days_ago=3)
+    backfilled(ledger, "backfill_failed", "failed", days_ago=3)
+    now = health(ledger, catalog, datetime.now(UTC))
+    assert {name for name, h in now.items() if h.late} == {"failing"}
+    assert all(h.last_success is None for h in now.values())
+    assert now["backfill_failed"].last_failure is None and now["failing"].last_failure is not None

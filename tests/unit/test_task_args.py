@@ -47,7 +47,7 @@ def test_missing_and_unexpected_arguments_are_each_named() -> None:
 
 def test_bad_values_say_which_argument_and_why() -> None:
     bad = refused(["noop", "bogus", "yesterday", "not-a-uuid", ["x"]])
-    assert "argument 'trigger': must be one of schedule, startup, manual, not 'bogus'" in bad.reason
+    assert "argument 'trigger': must be one of schedule, startup, manual, backfill, not 'bogus'" in bad.reason
     assert "argument 'scheduled_for': not an ISO 8601 instant: 'yesterday'" in bad.reason
     assert "argument 'run_id': not a run id: 'not-a-uuid'" in bad.reason
     assert "argument 'params': params must be an object with text keys" in bad.reason
@@ -58,6 +58,15 @@ def test_a_naive_slot_and_a_scheduled_run_without_one_are_refused() -> None:
     assert "needs its UTC offset" in refused(["noop", "schedule", "2026-03-01T12:00:00"]).reason
     assert refused(["noop", "schedule"]).reason == "a scheduled run needs its slot (scheduled_for)"
     assert refused(["noop", "manual"]).reason == "a manual run needs its run id"
+
+
+def test_a_backfill_run_needs_its_slot_and_its_run_id() -> None:
+    assert refused(["noop", "backfill", None, RUN_ID]).reason == "a backfill run needs its slot (scheduled_for)"
+    bad = refused(["noop", "backfill", SLOT.isoformat()])
+    assert bad.reason == "a backfill run needs its run id"
+    assert bad.parts == UsableParts("noop", "backfill", None, None)  # no slot row for a backfill: its run id is its row
+    request = request_from_task(["noop", "backfill", SLOT.isoformat(), RUN_ID, {}], {})
+    assert (request.trigger, request.scheduled_for, request.run_id) == ("backfill", SLOT, RUN_ID)
 
 
 def test_an_argument_given_twice_is_refused() -> None:

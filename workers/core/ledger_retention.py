@@ -34,7 +34,10 @@ class LedgerRetention(Job):
     name = "ledger_retention"
     description = "Creates the ledger's partitions ahead of need; drops or deletes runs and log lines past retention"
     schedule = "0 30 4 * * *"
-    parameters = (Param("batch_size", "int", 5000, "most rows one delete batch removes", min=1, max=100_000),)
+    parameters = (
+        Param("batch_size", "int", 5000, "most rows one delete batch removes", min=1, max=100_000),
+        Param("pause_ms", "int", 250, "rest after each partition dropped and each full batch", min=0, max=60_000),
+    )
 
     async def execute(self, ctx: JobContext) -> JobResult:
         settings = ctx.settings
@@ -43,11 +46,12 @@ class LedgerRetention(Job):
         config = load_config(settings.config_path, settings.profile_path)
         rules = rules_from_config(config)
         batch: int = ctx.param("batch_size")
+        pause: int = ctx.param("pause_ms")
         url = settings.require_database_url()
 
         def run() -> Report:
             with connect(url, autocommit=True) as conn:
-                return apply_retention(conn, rules, batch=batch)
+                return apply_retention(conn, rules, batch=batch, pause=pause / 1000)
 
         report = await asyncio.to_thread(run)
         ctx.logger.info(

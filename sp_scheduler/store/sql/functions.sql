@@ -11,7 +11,8 @@
 -- whose run exists: 'finished' with the updated row, or 'unchanged' with the row as it stands when the
 -- run had already finished otherwise. A 'queued' run (its message could not be published) can be closed
 -- as failed. A run the reaper marked 'lost' that then really finishes records its true outcome, and its
--- message says it had been marked lost, and why, instead of overwriting that silently.
+-- message says it had been marked lost, and why, instead of overwriting that silently. Each finished
+-- run goes through sp_alert_observe, so an alert it causes is queued in the same transaction.
 -- In PL/pgSQL the statements keep their plans for the session, and each outcome is a primary key update.
 CREATE OR REPLACE FUNCTION sp_finish_runs(p_outcomes jsonb, p_logs jsonb)
 RETURNS TABLE (outcome text, reason text, run sp_job_runs)
@@ -44,6 +45,7 @@ BEGIN
          WHERE r.id = o.id AND r.status IN ('queued', 'running', 'lost')
         RETURNING * INTO v_row;
         IF FOUND THEN
+            PERFORM sp_alert_observe(v_row);  -- the alert state and outbox, in this transaction
             RETURN QUERY SELECT 'finished'::text, NULL::text, v_row;
         ELSE
             SELECT * INTO v_row FROM sp_job_runs WHERE id = o.id;
@@ -56,7 +58,8 @@ END;
 $$;
 
 -- Claim a delivery in one round trip: 'run' (the row is now running under a lease), 'duplicate' (the
--- slot or id is held already; the holding row comes back), or 'skipped' (recorded: the job is disabled,
+-- slot or id is held already; the holding row comes back; a scheduled and a backfill run of one slot
+-- hold the same slot), or 'skipped' (recorded: the job is disabled,
 -- or `overlap: skip` and another process's run is still marked running). With p_use_override an
 -- unexpired override in sp_job_state wins over p_enabled. For 'skip' the per-job advisory lock orders
 -- the overlap check and the insert between workers; 'allow' needs no lock, which would make every claim
@@ -94,12 +97,14 @@ BEGIN
         PERFORM pg_advisory_xact_lock(hashtextextended('sp-scheduler:job:' || p_job, 0));
     END IF;
 
-    -- A slot's rows all live in the partition of its instant (partition_at = scheduled_for), where the
-    -- unique index decides. Any other id is not unique by index across partitions (the key must hold
-    -- partition_at), so a claim that does not find it inserts it under a lock on the id, after looking again.
-    IF p_trigger = 'schedule' THEN
+    -- A slot's rows (scheduled and backfill runs) all live in the partition of its instant
+    -- (partition_at = scheduled_for), where the unique index decides. Any other id is not unique by index
+    -- across partitions (the key must hold partition_at), so a claim that does not find it inserts it
+    -- under a lock on the id, after looking again.
+    IF p_trigger IN ('schedule', 'backfill') THEN
         SELECT * INTO v_existing FROM sp_job_runs
-         WHERE job_name = p_job AND scheduled_for = p_slot AND partition_at = p_slot AND trigger = 'schedule';
+         WHERE job_name = p_job AND scheduled_for = p_slot AND partition_at = p_slot
+           AND trigger IN ('schedule', 'backfill');
         v_found := FOUND;
     ELSE
         SELECT * INTO v_existing FROM sp_job_runs WHERE id = p_id FOR UPDATE;
@@ -110,7 +115,9 @@ BEGIN
             v_found := FOUND;
         END IF;
     END IF;
-    IF v_found AND (p_trigger = 'schedule' OR v_existing.status <> 'queued') THEN
+    -- Only a queued row of this very run is claimed; a slot held by another row (a scheduled run, or a
+    -- backfill of it) is a duplicate, whatever its status.
+    IF v_found AND (p_trigger = 'schedule' OR v_existing.id <> p_id OR v_existing.status <> 'queued') THEN
         RETURN QUERY SELECT 'duplicate'::text,
             format('already claimed as run %s (%s)', v_existing.id, v_existing.status), v_existing;
         RETURN;
@@ -163,13 +170,14 @@ BEGIN
                 p_worker,
                 CASE WHEN v_running THEN clock_timestamp() + make_interval(secs => p_lease) END,
                 p_params,
-                CASE WHEN p_trigger = 'schedule' THEN p_slot ELSE clock_timestamp() END)
+                CASE WHEN p_trigger IN ('schedule', 'backfill') THEN p_slot ELSE clock_timestamp() END)
         ON CONFLICT DO NOTHING
         RETURNING * INTO v_existing;
         IF NOT FOUND THEN  -- another delivery, or beat's record_slot, holds the slot or the id already
-            IF p_trigger = 'schedule' THEN
+            IF p_trigger IN ('schedule', 'backfill') THEN
                 SELECT * INTO v_existing FROM sp_job_runs
-                 WHERE job_name = p_job AND scheduled_for = p_slot AND partition_at = p_slot AND trigger = 'schedule';
+                 WHERE job_name = p_job AND scheduled_for = p_slot AND partition_at = p_slot
+                   AND trigger IN ('schedule', 'backfill');
             ELSE
                 SELECT * INTO v_existing FROM sp_job_runs WHERE id = p_id;
             END IF;
@@ -196,5 +204,83 @@ BEGIN
     RETURN QUERY SELECT * FROM sp_finish_runs(p_outcomes, p_logs);
     RETURN QUERY SELECT * FROM sp_claim_run(p_id, p_job, p_trigger, p_slot, p_params, p_worker, p_lease,
                                             p_overlap, p_enabled, p_use_override);
+END;
+$$;
+
+-- The alert state machine (docs/alerts.md), the one place it lives. Called with every run that ends:
+-- by sp_finish_runs and by the statements of store/closing.py (reaped, interrupted, refused runs), in
+-- their transaction. A failure (failed, timeout, lost) counts in the job's sp_alert_state row and,
+-- when the job was not failing already, queues one event named after the status; a success of a job
+-- that was failing or late queues one 'recovered' and resets the row. Anything else changes nothing.
+-- Returns whether an event was queued. A success of a job with no row, or an 'ok' one, costs one
+-- primary-key read and no write.
+CREATE OR REPLACE FUNCTION sp_alert_observe(p_run sp_job_runs)
+RETURNS boolean
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_prev    text;
+    v_count   integer;
+    v_detail  jsonb;
+BEGIN
+    IF p_run.status = 'succeeded' THEN
+        PERFORM 1 FROM sp_alert_state WHERE job_name = p_run.job_name AND state <> 'ok';
+        IF NOT FOUND THEN
+            RETURN false;
+        END IF;
+        SELECT state, consecutive_failures INTO v_prev, v_count
+          FROM sp_alert_state WHERE job_name = p_run.job_name FOR UPDATE;
+        IF v_prev = 'ok' THEN  -- another success recovered it meanwhile
+            RETURN false;
+        END IF;
+        UPDATE sp_alert_state SET state = 'ok', since = clock_timestamp(), consecutive_failures = 0,
+               pause_base = 0, paused_at = NULL, last_run_id = p_run.id, last_notified_at = clock_timestamp(),
+               updated_at = clock_timestamp()
+         WHERE job_name = p_run.job_name;
+    ELSIF p_run.status IN ('failed', 'timeout', 'lost') THEN
+        INSERT INTO sp_alert_state (job_name, state) VALUES (p_run.job_name, 'ok') ON CONFLICT DO NOTHING;
+        SELECT state INTO v_prev FROM sp_alert_state WHERE job_name = p_run.job_name FOR UPDATE;
+        UPDATE sp_alert_state SET
+               state = 'failing',
+               since = CASE WHEN v_prev = 'failing' THEN since ELSE clock_timestamp() END,
+               consecutive_failures = consecutive_failures + 1,
+               last_run_id = p_run.id,
+               last_notified_at = CASE WHEN v_prev = 'failing' THEN last_notified_at ELSE clock_timestamp() END,
+               updated_at = clock_timestamp()
+         WHERE job_name = p_run.job_name
+        RETURNING consecutive_failures INTO v_count;
+        IF v_prev = 'failing' THEN  -- alerted already: nothing until it recovers (or renotify, notifier.py)
+            RETURN false;
+        END IF;
+    ELSE
+        RETURN false;
+    END IF;
+    v_detail := jsonb_build_object(
+        'status', p_run.status, 'trigger', p_run.trigger, 'scheduled_for', p_run.scheduled_for,
+        'started_at', p_run.started_at, 'finished_at', p_run.finished_at, 'duration_ms', p_run.duration_ms,
+        'message', p_run.message, 'error', p_run.error, 'previous_state', v_prev,
+        'consecutive_failures', v_count);
+    INSERT INTO sp_alert_outbox (job_name, event, run_id, detail)
+    VALUES (p_run.job_name, CASE WHEN p_run.status = 'succeeded' THEN 'recovered' ELSE p_run.status END,
+            p_run.id, v_detail);
+    RETURN true;
+END;
+$$;
+
+-- Slots of one job that beat (or a worker) recorded 'missed' together: one 'missed' event for the
+-- batch, queued in the transaction that recorded them; p_run is the newest slot's run id. Missing a
+-- slot is no failure, so the job's alert state stays as it is.
+CREATE OR REPLACE FUNCTION sp_alert_missed(
+    p_job text, p_run uuid, p_count integer, p_first timestamptz, p_last timestamptz, p_message text
+) RETURNS boolean
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF p_count < 1 THEN
+        RETURN false;
+    END IF;
+    INSERT INTO sp_alert_outbox (job_name, event, run_id, detail)
+    VALUES (p_job, 'missed', p_run, jsonb_build_object(
+        'status', 'missed', 'trigger', 'schedule', 'scheduled_for', p_last, 'first_missed', p_first,
+        'missed_slots', p_count, 'message', p_message));
+    RETURN true;
 END;
 $$;
