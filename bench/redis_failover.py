@@ -35,22 +35,10 @@ from tests.support import wait_until
 from tests.support.processes import ManagedProcess, service_env, start_beat, start_worker, write_config
 from tests.support.sentinel import Failover, fail_over, sentinel_cluster
 from tests.support.servers import scratch_database
-from tests.support.slot_audit import audit_slots, first_run_after
+from tests.support.slot_audit import audit_slots, first_run_after, journal_entry
 
 JOB = "journal"
 SETTLE_TIMEOUT = 60.0
-
-
-def journal_job(journal: Path) -> dict[str, object]:
-    return {
-        "name": JOB,
-        "extension": "testing",
-        "job": "slot_journal",
-        "schedule": "* * * * * *",
-        "enabled": True,
-        "overlap": "allow",
-        "params": {"journal": str(journal)},
-    }
 
 
 def runs_after(journal: Path, instant: float, count: int) -> bool:
@@ -74,7 +62,7 @@ def main() -> None:
         logs.mkdir()
         journal = tmp / "journal.txt"
         with sentinel_cluster(tmp / "redis") as cluster:
-            config = write_config(tmp / "config.yaml", [journal_job(journal)])
+            config = write_config(tmp / "config.yaml", [journal_entry(journal, JOB)])
             env = service_env(database_url, cluster.url(), config)
             processes: list[ManagedProcess] = []
             try:

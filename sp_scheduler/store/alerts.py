@@ -18,6 +18,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from sp_scheduler.store.records import as_utc
 from sp_scheduler.store.state import set_enabled
 
 log = logging.getLogger(__name__)
@@ -27,8 +28,8 @@ ALERT_EVENTS: tuple[AlertEvent, ...] = ("failed", "timeout", "lost", "missed", "
 AUTO_PAUSE_ACTOR = "auto-pause"
 
 
-def _utc(value: datetime | None) -> datetime | None:
-    return value.astimezone(UTC) if value is not None else None
+def _run_id(row: Mapping[str, Any]) -> str | None:
+    return str(row["run_id"]) if row["run_id"] is not None else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,8 +50,8 @@ class AlertState:
             state=row["state"],
             since=row["since"].astimezone(UTC),
             consecutive_failures=row["consecutive_failures"],
-            last_notified_at=_utc(row["last_notified_at"]),
-            paused_at=_utc(row["paused_at"]),
+            last_notified_at=as_utc(row["last_notified_at"]),
+            paused_at=as_utc(row["paused_at"]),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -80,7 +81,7 @@ class OutboxEvent:
             id=row["id"],
             job_name=row["job_name"],
             event=row["event"],
-            run_id=str(row["run_id"]) if row["run_id"] is not None else None,
+            run_id=_run_id(row),
             detail=row["detail"] or {},
             created_at=row["created_at"].astimezone(UTC),
         )
@@ -111,6 +112,22 @@ class DeliveryRecord:
     gave_up_at: datetime | None
     last_error: str | None
     suppressed: str | None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> DeliveryRecord:
+        return cls(
+            outbox_id=row["outbox_id"],
+            job_name=row["job_name"],
+            event=row["event"],
+            run_id=_run_id(row),
+            created_at=row["created_at"].astimezone(UTC),
+            target=row["target"],
+            attempts=row["attempts"],
+            delivered_at=as_utc(row["delivered_at"]),
+            gave_up_at=as_utc(row["gave_up_at"]),
+            last_error=row["last_error"],
+            suppressed=row["suppressed"],
+        )
 
     @property
     def outcome(self) -> str:
@@ -323,22 +340,7 @@ def delivery_history(
             " ORDER BY o.id DESC, d.target LIMIT %(limit)s",
             {"job": job_name, "limit": limit},
         ).fetchall()
-    return [
-        DeliveryRecord(
-            outbox_id=row["outbox_id"],
-            job_name=row["job_name"],
-            event=row["event"],
-            run_id=str(row["run_id"]) if row["run_id"] is not None else None,
-            created_at=row["created_at"].astimezone(UTC),
-            target=row["target"],
-            attempts=row["attempts"],
-            delivered_at=_utc(row["delivered_at"]),
-            gave_up_at=_utc(row["gave_up_at"]),
-            last_error=row["last_error"],
-            suppressed=row["suppressed"],
-        )
-        for row in rows
-    ]
+    return [DeliveryRecord.from_row(row) for row in rows]
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,8 @@ ClaimOutcome = Literal["run", "duplicate", "skipped"]
 _SLOT_NAMESPACE = uuid.UUID("5f0c6a8e-2d4b-5c1e-9a7f-3b8d2e6c4a10")
 
 
-def _utc(value: datetime | None) -> datetime | None:
+def as_utc(value: datetime | None) -> datetime | None:
+    """Timestamps leave the store in UTC, whatever the session's TimeZone."""
     return value.astimezone(UTC) if value is not None else None
 
 
@@ -71,10 +72,10 @@ class RunRecord:
             str(id_),
             job_name,
             trigger,
-            _utc(scheduled_for),
-            _utc(enqueued_at),
-            _utc(started_at),
-            _utc(finished_at),
+            as_utc(scheduled_for),
+            as_utc(enqueued_at),
+            as_utc(started_at),
+            as_utc(finished_at),
             status,
             message,
             items_processed,
@@ -84,7 +85,7 @@ class RunRecord:
             traceback,
             worker,
             attempt,
-            _utc(lease_expires_at),
+            as_utc(lease_expires_at),
             dict(params or {}),
             created_at.astimezone(UTC),
         )

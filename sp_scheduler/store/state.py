@@ -15,6 +15,8 @@ from typing import Any, Literal
 import psycopg
 from psycopg.rows import dict_row
 
+from sp_scheduler.store.records import as_utc
+
 log = logging.getLogger(__name__)
 
 ChangeAction = Literal["enable", "disable", "reset", "expire"]
@@ -22,10 +24,6 @@ ChangeAction = Literal["enable", "disable", "reset", "expire"]
 _COLUMNS = "job_name, enabled, reason, actor, updated_at, expires_at"
 _LIVE = "(expires_at IS NULL OR expires_at > clock_timestamp())"
 _CHANGE_COLUMNS = "job_name, action, enabled, expires_at, actor, reason, at"
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    return value.astimezone(UTC) if value is not None else None
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -52,7 +50,7 @@ class Override:
             reason=row["reason"],
             actor=row["actor"],
             updated_at=row["updated_at"].astimezone(UTC),
-            expires_at=_utc(row.get("expires_at")),
+            expires_at=as_utc(row.get("expires_at")),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -85,7 +83,7 @@ class OverrideChange:
             job_name=row["job_name"],
             action=row["action"],
             enabled=row["enabled"],
-            expires_at=_utc(row["expires_at"]),
+            expires_at=as_utc(row["expires_at"]),
             actor=row["actor"],
             reason=row["reason"],
             at=row["at"].astimezone(UTC),

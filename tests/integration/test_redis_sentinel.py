@@ -20,7 +20,7 @@ from sp_scheduler.config import DEFAULT_QUEUE
 from tests.integration.conftest import System
 from tests.support import wait_until
 from tests.support.sentinel import MASTER_NAME, SentinelCluster, fail_over, sentinel_cluster
-from tests.support.slot_audit import audit_slots
+from tests.support.slot_audit import audit_slots, journal_entry
 
 pytestmark = pytest.mark.integration
 
@@ -54,19 +54,7 @@ def test_slots_flow_again_after_the_master_is_killed(
 ) -> None:
     system = sentinel_system
     journal = tmp_path / "journal.txt"
-    system.configure(
-        [
-            {
-                "name": JOB,
-                "extension": "testing",
-                "job": "slot_journal",
-                "schedule": "* * * * * *",
-                "enabled": True,
-                "overlap": "allow",
-                "params": {"journal": str(journal)},
-            }
-        ]
-    )
+    system.configure([journal_entry(journal, JOB)])
     system.worker("w1", concurrency=2)
     system.worker("w2", concurrency=2)
     system.beat("beat1")

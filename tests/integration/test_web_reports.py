@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import http.server
 import json
 import logging
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -15,6 +13,7 @@ import pytest
 
 from tests.integration.conftest import System
 from tests.support import wait_until
+from tests.support.receiver import Receiver, Reply
 from workers.web.discord import GREEN, RED
 
 pytestmark = pytest.mark.integration
@@ -24,58 +23,20 @@ SECRET = "T0ken-never-logged"
 JOBS = ("daily_traffic_report", "daily_activity_summary")
 FAST_RETRIES = ("retry_base_seconds=0.01",)
 
-Reply = tuple[int, dict[str, str], bytes]
-
-
-class Webhook:
-    """A local HTTP server standing in for Discord: answers from a script, records every request."""
-
-    def __init__(self, replies: list[Reply]) -> None:
-        self.replies = list(replies)
-        self.requests: list[dict[str, Any]] = []
-        self.settled = threading.Event()  # set once the script is used up
-        webhook = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                webhook.requests.append(
-                    {"path": self.path, "type": self.headers.get("Content-Type"), "json": json.loads(body)}
-                )
-                status, headers, payload = webhook.replies.pop(0) if webhook.replies else (204, {}, b"")
-                self.send_response(status)
-                for name, value in headers.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-                if not webhook.replies:
-                    webhook.settled.set()
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/api/webhooks/1234/{SECRET}"
-
-    def payloads(self) -> list[dict[str, Any]]:
-        return [request["json"] for request in self.requests]
-
 
 @pytest.fixture
 def webhook_factory() -> Iterator[Any]:
-    servers: list[Webhook] = []
+    """Local stand-ins for Discord: each answers from its script and records every request."""
+    servers: list[Receiver] = []
 
-    def start(*replies: Reply) -> Webhook:
-        hook = Webhook(list(replies))
-        threading.Thread(target=hook.server.serve_forever, daemon=True).start()
+    def start(*replies: Reply) -> Receiver:
+        hook = Receiver(list(replies), token=SECRET, prefix="/api/webhooks/1234/").start()
         servers.append(hook)
         return hook
 
     yield start
     for hook in servers:
-        hook.server.shutdown()
-        hook.server.server_close()
+        hook.stop()
 
 
 @pytest.fixture(autouse=True)
@@ -136,7 +97,7 @@ def test_the_traffic_report_survives_a_429_and_a_500(
     code, record = report(system, "daily_traffic_report", hook.url, *FAST_RETRIES)
     assert code == 0 and record["status"] == "succeeded", record
     assert record["message"] == "report posted to 127.0.0.1 in 3 attempt(s)"
-    wait_until(hook.settled.is_set, message="the webhook saw all three attempts")
+    wait_until(hook.settled, message="the webhook saw all three attempts")
 
     assert len(hook.requests) == 3 and all(r["path"] == f"/api/webhooks/1234/{SECRET}" for r in hook.requests)
     assert all(r["type"] == "application/json" for r in hook.requests)
@@ -200,7 +161,7 @@ def test_the_activity_summary_covers_runs_users_sessions_and_content(system: Sys
     hook = webhook_factory((204, {}, b""))
     code, record = report(system, "daily_activity_summary", hook.url)
     assert code == 0, record
-    wait_until(hook.settled.is_set, message="the webhook received the summary")
+    wait_until(hook.settled, message="the webhook received the summary")
     (payload,) = hook.payloads()
     embed = payload["embeds"][0]
     assert embed["title"] == "Activity summary: last 24 hours" and embed["color"] == RED

@@ -18,7 +18,9 @@ Reply = tuple[int, dict[str, str], bytes]
 class Receiver:
     """Start with `start()`, stop with `stop()`; `url` names a path that stands for a secret token."""
 
-    def __init__(self, replies: list[Reply] | None = None, token: str = "s3cret-token") -> None:
+    def __init__(
+        self, replies: list[Reply] | None = None, token: str = "s3cret-token", prefix: str = "/hooks/"
+    ) -> None:
         self.replies = list(replies or [])
         self.requests: list[dict[str, Any]] = []
         self.lock = threading.Lock()
@@ -31,7 +33,9 @@ class Receiver:
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 with receiver.arrived:
-                    receiver.requests.append({"path": self.path, "json": json.loads(body)})
+                    receiver.requests.append(
+                        {"path": self.path, "type": self.headers.get("Content-Type"), "json": json.loads(body)}
+                    )
                     receiver.arrived.notify_all()
                 receiver.open.wait()
                 with receiver.lock:
@@ -48,7 +52,7 @@ class Receiver:
 
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/{token}"
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}{prefix}{token}"
 
     def start(self) -> Receiver:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
@@ -65,6 +69,11 @@ class Receiver:
 
     def release(self) -> None:
         self.open.set()
+
+    def settled(self) -> bool:
+        """Every scripted reply has been given."""
+        with self.lock:
+            return not self.replies
 
     def payloads(self) -> list[dict[str, Any]]:
         with self.lock:

@@ -16,6 +16,19 @@ import psycopg
 FINAL = {"succeeded", "failed", "timeout", "lost", "skipped", "missed"}
 
 
+def journal_entry(journal: Path, name: str = "journal") -> dict[str, object]:
+    """A config entry running `slot_journal` every second, side by side, writing to `journal`."""
+    return {
+        "name": name,
+        "extension": "testing",
+        "job": "slot_journal",
+        "schedule": "* * * * * *",
+        "enabled": True,
+        "overlap": "allow",
+        "params": {"journal": str(journal)},
+    }
+
+
 @dataclass(frozen=True)
 class SlotAudit:
     """What became of each second of [start, end]."""
