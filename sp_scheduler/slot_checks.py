@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Literal
 
-from sp_scheduler.slots import MISFIRE_GRACE_CAP, default_grace
+from sp_scheduler.slots import MISFIRE_GRACE_CAP, ON_TIME, default_grace
 
 if TYPE_CHECKING:
     from sp_scheduler.cron import CronExpression
@@ -27,10 +27,12 @@ DELIVERY_ALLOWANCE = 5.0
 
 
 def worker_grace(misfire_grace: float | None, slot: datetime, cron: CronExpression | None) -> float:
-    """Seconds a slot may be old when a worker receives it: the job's `misfire_grace`, or else one
-    period capped at a day (as beat judges it, slots.default_grace), never below DELIVERY_ALLOWANCE."""
+    """Seconds a slot may be old when a worker receives it: the job's `misfire_grace` (but at least
+    ON_TIME, as beat judges it: `misfire_grace: 0` means "never late", not "never", since every message
+    spends some milliseconds in the queue), or else one period capped at a day (slots.default_grace),
+    never below DELIVERY_ALLOWANCE."""
     if misfire_grace is not None:
-        return misfire_grace
+        return max(misfire_grace, ON_TIME.total_seconds())
     period = default_grace(slot, cron.next_after(slot)) if cron is not None else MISFIRE_GRACE_CAP
     return max(period.total_seconds(), DELIVERY_ALLOWANCE)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from sp_scheduler.slot_checks import CLOCK_SKEW_ALLOWANCE, check_slot
+from sp_scheduler.slot_checks import CLOCK_SKEW_ALLOWANCE, check_slot, worker_grace
 
 NOW = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 
@@ -46,3 +46,16 @@ def test_without_a_grace_any_past_slot_runs_and_the_future_is_still_refused() ->
     assert check_slot(NOW + timedelta(seconds=CLOCK_SKEW_ALLOWANCE), None, NOW) is None
     ahead = check_slot(NOW + timedelta(seconds=CLOCK_SKEW_ALLOWANCE + 1), None, NOW)
     assert ahead is not None and ahead.status == "failed"
+
+
+def test_a_zero_grace_still_lets_a_slot_through_the_queue() -> None:
+    # Every message spends some milliseconds in the broker: grace 0 must mean "not late", not "never".
+    grace = worker_grace(0, NOW, None)
+    assert grace == 1.0
+    assert check_slot(NOW - timedelta(milliseconds=40), grace, NOW) is None
+    verdict = check_slot(NOW - timedelta(seconds=1.5), grace, NOW)
+    assert verdict is not None and verdict.status == "missed"
+
+
+def test_an_explicit_grace_above_the_floor_is_kept_as_given() -> None:
+    assert worker_grace(90, NOW, None) == 90
