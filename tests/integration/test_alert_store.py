@@ -84,6 +84,29 @@ def test_a_reaped_run_is_lost_and_alerts_in_the_reaping_transaction(conn: psycop
     assert events(conn) == ["lost"]
 
 
+def test_a_lost_run_that_then_fails_counts_once_in_the_streak(conn: psycopg.Connection[Any]) -> None:
+    run = claim(conn, "slowpoke", SLOT, lease_seconds=0.001).record
+    assert run is not None
+    conn.execute("SELECT pg_sleep(0.01)")
+    assert len(reap_lost(conn)) == 1
+    finish_run(
+        conn,
+        run.id,
+        status="failed",
+        message="failed here",
+        items_processed=0,
+        items_failed=0,  # type: ignore[arg-type]
+        duration_ms=5,
+        error="boom",
+    )
+    status = conn.execute("SELECT status FROM sp_job_runs WHERE id = %s", (run.id,)).fetchone()
+    assert status is not None and status[0] == "failed"  # its true outcome replaced 'lost'
+    assert alert_states(conn)["slowpoke"].consecutive_failures == 1
+    assert events(conn) == ["lost"]
+    run_once(conn, "slowpoke", SLOT + timedelta(seconds=1), "failed")
+    assert alert_states(conn)["slowpoke"].consecutive_failures == 2
+
+
 def test_missed_slots_queue_one_event_per_batch_and_refused_slots_fail(conn: psycopg.Connection[Any]) -> None:
     slots = [SLOT + timedelta(minutes=n) for n in range(4)]
     assert record_slots(conn, job_name="nightly", slots=slots, status="missed", message="beat was down") == 4

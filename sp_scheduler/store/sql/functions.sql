@@ -219,6 +219,7 @@ RETURNS boolean
 LANGUAGE plpgsql AS $$
 DECLARE
     v_prev    text;
+    v_last    uuid;
     v_count   integer;
     v_detail  jsonb;
 BEGIN
@@ -238,7 +239,10 @@ BEGIN
          WHERE job_name = p_run.job_name;
     ELSIF p_run.status IN ('failed', 'timeout', 'lost') THEN
         INSERT INTO sp_alert_state (job_name, state) VALUES (p_run.job_name, 'ok') ON CONFLICT DO NOTHING;
-        SELECT state INTO v_prev FROM sp_alert_state WHERE job_name = p_run.job_name FOR UPDATE;
+        SELECT state, last_run_id INTO v_prev, v_last FROM sp_alert_state WHERE job_name = p_run.job_name FOR UPDATE;
+        IF v_prev = 'failing' AND v_last = p_run.id THEN  -- a run reaped as lost that then failed: counted once
+            RETURN false;
+        END IF;
         UPDATE sp_alert_state SET
                state = 'failing',
                since = CASE WHEN v_prev = 'failing' THEN since ELSE clock_timestamp() END,
