@@ -148,7 +148,12 @@ def test_dead_letters_cli_lists_requeues_and_drops(system: System) -> None:
     requeued = system.cli("queue", "dead-letters", "--requeue")
     assert requeued.exit_code == 0 and "requeued 2" in requeued.stdout, requeued.output
     wait_until(lambda: len(dead_letters(system)) == 2, timeout=15, message="the requeued garbage was not set aside")
-    assert sum("message set aside" in line for line in worker.output().splitlines()) == 4
+    # The worker logs after the item is in the list: wait for the line rather than read it at once.
+    wait_until(
+        lambda: sum("message set aside" in line for line in worker.output().splitlines()) == 4,
+        timeout=15,
+        message="the worker did not log each item it set aside",
+    )
     dropped = system.cli("queue", "dead-letters", "--drop")
     assert dropped.exit_code == 0 and "dropped 2" in dropped.stdout
     assert client.llen(keys.DEAD_LETTERS) == 0
