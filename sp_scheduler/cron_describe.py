@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from itertools import pairwise
 
 from sp_scheduler.cron_days import LAST, LAST_OF, LAST_WEEKDAY, NEAREST, DayRule
 from sp_scheduler.cron_fields import CronFields, parse_fields
@@ -63,7 +64,7 @@ def _progression(values: tuple[int, ...]) -> int:
     if len(values) < 2:
         return 0
     step = values[1] - values[0]
-    return step if all(b - a == step for a, b in zip(values, values[1:], strict=False)) else 0
+    return step if all(b - a == step for a, b in pairwise(values)) else 0
 
 
 def _full_step(values: tuple[int, ...], lowest: int, size: int) -> int:
