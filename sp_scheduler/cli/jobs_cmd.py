@@ -154,7 +154,7 @@ def list_jobs(state: CliState, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @pass_state
 def show_job(state: CliState, name: str, count: int, as_json: bool) -> None:
-    """Details of one job: YAML vs code default vs override, upcoming fire times, last runs."""
+    """Details of one job: the schedule in words, YAML vs code default vs override, upcoming runs, last runs."""
     catalog = state.catalog()
     definition = catalog.get(name)
     runs: list[RunRecord] = []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 from datetime import datetime
 from pathlib import Path
 
@@ -216,3 +217,12 @@ def test_every_valid_expression_describes(second: str, minute: str, hour: str, d
         return  # e.g. day 31 in February only: the engine rejects it, so there is nothing to describe
     sentence = describe(expression)
     assert sentence and "  " not in sentence and not sentence.endswith((",", " "))
+
+
+def test_the_table_in_docs_cron_md_matches() -> None:
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "cron.md").read_text()
+    section = docs.split("## Reading an expression in words", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| `([^`]+)` *\| (.+?) *\|$", section, flags=re.MULTILINE)
+    assert len(rows) >= 15
+    for expression, reading in rows:
+        assert describe(expression) == re.sub(r" \(.*\)$", "", reading), expression
