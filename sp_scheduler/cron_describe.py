@@ -191,7 +191,8 @@ def _date_part(fields: CronFields, months: tuple[int, ...]) -> str:
     any_dom = fields.dom_bits == _ALL_DOM  # then L, W and # items add no day
     any_dow = fields.dow_bits == _ALL_DOW
     dom_days = tuple(d for d in range(1, 32) if fields.dom_bits >> d & 1)
-    if any_dow and not fields.dom_rules and len(dom_days) == 1 and len(months) == 1:
+    one_date = any_dow and not fields.both_restricted and not fields.dom_rules and len(dom_days) == 1
+    if one_date and len(months) == 1:
         return f" on {_MONTHS[months[0] - 1]} {dom_days[0]}"  # @yearly: "on January 1"
     text = ""
     if fields.both_restricted:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ast
 import re
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -101,6 +101,7 @@ SENTENCES = [
     ("0 0 0 1 * MON-FRI", "at 00:00:00 on day 1 of the month or on Monday through Friday"),
     ("0 0 0 1-31 * MON", "every day at 00:00:00"),  # every day of the month matches on its own
     ("0 0 0 L * 0-7", "every day at 00:00:00"),
+    ("0 0 0 1 1 0-7", "every day at 00:00:00, in January"),  # not "on January 1": 0-7 is every weekday
     ("0 0 0 31 2 MON", "at 00:00:00 on day 31 of the month or on Monday, in February"),
     # one day field `*`-led: both must match
     ("0 0 0 */2 * MON", "at 00:00:00 on every 2nd day of the month from day 1 through 31, but only on Monday"),
@@ -217,6 +218,10 @@ def test_every_valid_expression_describes(second: str, minute: str, hour: str, d
         return  # e.g. day 31 in February only: the engine rejects it, so there is nothing to describe
     sentence = describe(expression)
     assert sentence and "  " not in sentence and not sentence.endswith((",", " "))
+    if sentence.startswith("every day at ") and ", in " not in sentence:  # the claim, checked on the engine
+        cron = CronExpression.parse(expression)
+        for day in range(2, 6):
+            assert cron.next_after(datetime(2026, 1, day) - timedelta(seconds=1)).day == day, sentence
 
 
 def test_the_table_in_docs_cron_md_matches() -> None:
@@ -226,3 +231,20 @@ def test_the_table_in_docs_cron_md_matches() -> None:
     assert len(rows) >= 15
     for expression, reading in rows:
         assert describe(expression) == re.sub(r" \(.*\)$", "", reading), expression
+
+
+@settings(max_examples=300, deadline=None)
+@given(dom=_field(_DOM_ITEMS, 1, 31), dow=_field(_DOW_ITEMS, 0, 7))
+def test_day_fields_read_every_day_only_when_every_day_fires(dom: str, dow: str) -> None:
+    expression = f"0 0 3 {dom} * {dow}"
+    sentence = describe(expression)
+    cron = CronExpression.parse(expression)
+    fires = [cron.next_after(datetime(2026, 1, 1) + timedelta(days=k, seconds=-1)) for k in range(62)]
+    every_day = all(
+        fire.timetuple()[:3] == (datetime(2026, 1, 1) + timedelta(days=k)).timetuple()[:3]
+        for k, fire in enumerate(fires)
+    )
+    if sentence == "every day at 03:00:00":
+        assert every_day, expression
+    else:
+        assert sentence.startswith("at 03:00:00 on ") or sentence.startswith("at 03:00:00, "), sentence
