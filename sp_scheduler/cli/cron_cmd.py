@@ -9,6 +9,7 @@ import click
 
 from sp_scheduler.cli.state import echo_json
 from sp_scheduler.cron import CronExpression, load_zone
+from sp_scheduler.cron_describe import describe
 from sp_scheduler.errors import UsageError
 
 
@@ -26,16 +27,20 @@ def parse_instant(text: str, option: str) -> datetime:
 
 
 def _emit(cron: CronExpression, key: str, start: datetime, instants: list[datetime], as_json: bool) -> None:
+    """The reading of the expression, then one instant per line (or all of it as JSON)."""
+    reading = describe(cron.source)
     if as_json:
         echo_json(
             {
                 "expression": cron.source,
+                "schedule_text": reading,
                 "timezone": cron.tz.key,
                 key: start.isoformat(),
                 "times": [instant.isoformat() for instant in instants],
             }
         )
         return
+    click.echo(f"{reading} ({cron.tz.key})")
     for instant in instants:
         click.echo(instant.isoformat())
 
@@ -54,7 +59,7 @@ _json = click.option("--json", "as_json", is_flag=True, help="Machine-readable o
 @_tz
 @_json
 def cron_next(expression: str, count: int, after: str | None, tz: str, as_json: bool) -> None:
-    """Print the next fire times of EXPRESSION, one ISO-8601 instant per line."""
+    """Print what EXPRESSION means in words, then its next fire times, one ISO-8601 instant per line."""
     cron = CronExpression.parse(expression, load_zone(tz))
     start = parse_instant(after, "--after") if after else datetime.now(UTC)
     _emit(cron, "after", start, list(islice(cron.iter_after(start), count)), as_json)
@@ -67,7 +72,7 @@ def cron_next(expression: str, count: int, after: str | None, tz: str, as_json: 
 @_tz
 @_json
 def cron_prev(expression: str, count: int, before: str | None, tz: str, as_json: bool) -> None:
-    """Print the previous fire times of EXPRESSION, newest first, one ISO-8601 instant per line."""
+    """Print what EXPRESSION means in words, then its previous fire times, newest first, one per line."""
     cron = CronExpression.parse(expression, load_zone(tz))
     start = parse_instant(before, "--before") if before else datetime.now(UTC)
     instants: list[datetime] = []

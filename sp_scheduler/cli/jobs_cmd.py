@@ -12,6 +12,7 @@ import click
 from sp_scheduler.catalog import Catalog, EnabledState, JobDefinition, effective_enabled
 from sp_scheduler.cli.lazy import LazyGroup
 from sp_scheduler.cli.state import CliState, echo_json, echo_table, iso, pass_state
+from sp_scheduler.cron_describe import describe
 from sp_scheduler.params import Param
 
 if TYPE_CHECKING:
@@ -153,7 +154,7 @@ def list_jobs(state: CliState, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @pass_state
 def show_job(state: CliState, name: str, count: int, as_json: bool) -> None:
-    """Details of one job: YAML vs code default vs override, upcoming fire times, last runs."""
+    """Details of one job: the schedule in words, YAML vs code default vs override, upcoming runs, last runs."""
     catalog = state.catalog()
     definition = catalog.get(name)
     runs: list[RunRecord] = []
@@ -179,6 +180,7 @@ def show_job(state: CliState, name: str, count: int, as_json: bool) -> None:
         "job": definition.job.name,
         "description": definition.job.description,
         "schedule": definition.schedule,
+        "schedule_text": describe(definition.schedule) if definition.cron is not None else None,
         "code_schedule": definition.code_schedule,
         "timezone": definition.timezone,
         "configured": definition.configured,
@@ -253,6 +255,8 @@ def _print_details(details: dict[str, Any], *, scheduler_enabled: bool) -> None:
     field("Extension", f"{details['extension']} (job {details['job']})")
     field("Description", details["description"] or "-")
     field("Schedule", details["schedule"] or "(manual only)")
+    if details["schedule_text"]:
+        click.echo(f"{'':<16}{details['schedule_text']} ({details['timezone']})")
     field("Code default", details["code_schedule"] or "(manual only)")
     field("Time zone", details["timezone"])
     field("Config", details["source"] or "not in config.yaml: registered, runs only by hand")

@@ -28,6 +28,7 @@ def test_cron_next_json(runner: CliRunner) -> None:
     assert result.exit_code == 0
     assert json.loads(result.stdout) == {
         "expression": "0 */15 * * * *",
+        "schedule_text": "every 15 minutes",
         "timezone": "Europe/Berlin",
         "after": "2026-03-29T01:50:00",
         "times": ["2026-03-29T03:00:00+02:00", "2026-03-29T03:15:00+02:00"],
@@ -37,7 +38,11 @@ def test_cron_next_json(runner: CliRunner) -> None:
 def test_cron_prev_lists_earlier_fires_newest_first(runner: CliRunner) -> None:
     result = runner.invoke(cli, ["cron", "prev", "0 0 9 * * MON-FRI", "--before", "2026-12-07T08:00:00", "-n", "2"])
     assert result.exit_code == 0
-    assert result.stdout.split() == ["2026-12-04T09:00:00+00:00", "2026-12-03T09:00:00+00:00"]
+    assert result.stdout.splitlines() == [
+        "at 09:00:00, Monday through Friday (UTC)",
+        "2026-12-04T09:00:00+00:00",
+        "2026-12-03T09:00:00+00:00",
+    ]
     result = runner.invoke(cli, ["cron", "prev", "0 0 9 * * MON-FRI", "--before", "2026-12-07T08:00:00", "--json"])
     assert json.loads(result.stdout)["times"][0] == "2026-12-04T09:00:00+00:00"
     result = runner.invoke(cli, ["cron", "prev", "0 0 0 29 2 *", "--before", "0004-03-01T00:00:00", "-n", "3"])

@@ -65,11 +65,23 @@ def test_jobs_show_details_and_five_next_runs(runner: CliRunner) -> None:
     assert code == 0
     assert data["run_on_startup"] == {"code": True, "effective": True}
     assert data["schedule"] == data["code_schedule"] == "0 */15 * * * *"
+    assert data["schedule_text"] == "every 15 minutes"
     assert len(data["next_runs"]) == 5
     minutes = {run[14:16] for run in data["next_runs"]}
     assert minutes <= {"00", "15", "30", "45"}
     code, text, _ = invoke(runner, "jobs", "show", "publish_pipeline")
     assert code == 0 and "On startup:     yes (code: yes)" in text
+    lines = text.splitlines()
+    schedule = lines.index("Schedule:       0 */15 * * * *")
+    assert lines[schedule + 1] == "                every 15 minutes (UTC)"
+
+
+def test_jobs_show_a_manual_only_job_has_no_reading(runner: CliRunner) -> None:
+    code, out, _ = invoke(runner, "jobs", "show", "heartbeat", "--json")
+    assert code == 0 and json.loads(out)["schedule_text"] is None
+    code, text, _ = invoke(runner, "jobs", "show", "heartbeat")
+    lines = text.splitlines()
+    assert code == 0 and lines[lines.index("Schedule:       (manual only)") + 1].startswith("Code default:")
 
 
 def test_unknown_job_is_one_line_with_a_hint(runner: CliRunner) -> None:
@@ -96,7 +108,8 @@ def test_cron_next_across_the_berlin_spring_gap(runner: CliRunner) -> None:
         "4",
     )
     assert code == 0
-    assert out.split() == [
+    assert out.splitlines() == [
+        "every 15 minutes (Europe/Berlin)",
         "2026-03-29T03:00:00+02:00",
         "2026-03-29T03:15:00+02:00",
         "2026-03-29T03:30:00+02:00",

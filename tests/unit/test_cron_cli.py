@@ -35,14 +35,17 @@ def test_cron_next_and_prev_preview_the_new_forms(runner: CliRunner) -> None:
     args = ["cron", "next", "0 0 18 * * FRIL", "--after", "2026-01-01T00:00:00", "-n", "3", "--tz", "Europe/Berlin"]
     result = runner.invoke(cli, args)
     assert result.exit_code == 0
-    assert result.stdout.split() == [
+    assert result.stdout.splitlines() == [
+        "at 18:00:00 on the last Friday of the month (Europe/Berlin)",
         "2026-01-30T18:00:00+01:00",
         "2026-02-27T18:00:00+01:00",
         "2026-03-27T18:00:00+01:00",
     ]
     result = runner.invoke(cli, ["cron", "prev", "0 0 9 * * MON#1", "--before", "2026-03-01T00:00:00", "--json"])
     assert result.exit_code == 0
-    assert json.loads(result.stdout)["times"][:2] == ["2026-02-02T09:00:00+00:00", "2026-01-05T09:00:00+00:00"]
+    data = json.loads(result.stdout)
+    assert data["times"][:2] == ["2026-02-02T09:00:00+00:00", "2026-01-05T09:00:00+00:00"]
+    assert data["schedule_text"] == "at 09:00:00 on the first Monday of the month"
 
 
 @pytest.mark.parametrize(
@@ -79,6 +82,7 @@ def test_jobs_show_lists_the_next_runs(runner: CliRunner, tmp_path: Path) -> Non
     assert result.exit_code == 0, result.stderr
     data = json.loads(result.stdout)
     assert data["schedule"] == "0 30 2 * * SUNL"
+    assert data["schedule_text"] == "at 02:30:00 on the last Sunday of the month"
     assert len(data["next_runs"]) == 5
     for run in data["next_runs"]:
         when = datetime.fromisoformat(run).astimezone(ZoneInfo("Europe/Berlin"))
