@@ -43,6 +43,7 @@ COMMANDS: dict[str, tuple[Sequence[str], bool]] = {
     "jobs log-cleanup": (("--dry-run",), False),
     "jobs status": ((), False),
     "jobs reset": (("heartbeat",), False),
+    "jobs backfill": (("heartbeat", "--from", "2026-01-01T00:00:00Z", "--to", "2026-01-01T00:00:05Z"), False),
     "cron prev": (("* * * * * *", "--count", "1"), False),
     "queue dead-letters": ((), False),
     "cron next": (("* * * * * *", "--count", "1"), False),
