@@ -15,6 +15,7 @@ import redis
 from sp_scheduler.catalog import Catalog, JobDefinition, effective_enabled
 from sp_scheduler.cli.expiry import expiry
 from sp_scheduler.cli.state import CliState, echo_json, echo_table, pass_state
+from sp_scheduler.documents.runs import runs_list
 from sp_scheduler.errors import (
     BrokerUnavailable,
     DatabaseUnavailable,
@@ -233,7 +234,7 @@ def history_cmd(state: CliState, job: str | None, limit: int, status: str | None
         ):
             raise UnknownJob(job, state.catalog().names())  # a removed job with runs still shows them
     if as_json:
-        echo_json([record.to_dict() for record in records])
+        echo_json(runs_list(records))
         return
     echo_table(
         ["CREATED", "JOB", "TRIGGER", "STATUS", "SCHEDULED FOR", "DURATION", "ITEMS", "WORKER", "MESSAGE"],
