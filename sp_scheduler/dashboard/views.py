@@ -1,0 +1,93 @@
+"""What each page shows, read from the catalogue and the ledger in one worker-thread call per page."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+
+from sp_scheduler.catalog import Catalog, effective_enabled
+from sp_scheduler.cron import load_zone
+from sp_scheduler.documents.jobs import enabled_source, next_fire, read_job_details, short_source
+from sp_scheduler.documents.runs import RunFilter, encode_cursor, read_runs, run_logs
+from sp_scheduler.run_status import FAILED_STATUSES
+from sp_scheduler.status import job_health
+from sp_scheduler.store import RunMark, RunRecord, get_overrides, get_run, last_with_status, recent_marks
+
+STRIP_SLOTS = 20  # runs in a job's status strip on the jobs page
+NEXT_FIRES = 10
+
+
+@dataclass(frozen=True, slots=True)
+class JobRow:
+    """One line of the jobs page."""
+
+    name: str
+    schedule: str
+    configured: bool
+    timezone: str
+    next_run: datetime | None
+    enabled: bool
+    source: str
+    last_success: datetime | None
+    last_failure: datetime | None
+    late: bool
+    strip: list[RunMark]  # oldest first, as the eye reads a timeline
+
+
+def jobs_rows(catalog: Catalog, conn: psycopg.Connection[Any], now: datetime) -> list[JobRow]:
+    """Every job with its state, last success and failure, late flag (`status.job_health`) and strip."""
+    overrides = get_overrides(conn)
+    names = catalog.names()
+    successes = last_with_status(conn, ["succeeded"], names)
+    failures = last_with_status(conn, FAILED_STATUSES, names)
+    marks = recent_marks(conn, names, STRIP_SLOTS)
+    health = job_health(
+        catalog,
+        {name: override.enabled for name, override in overrides.items()},
+        {name: run.finished_at or run.created_at for name, run in successes.items()},
+        {name: run.finished_at or run.created_at for name, run in failures.items()},
+        now,
+    )
+    rows = []
+    for definition, job in zip(catalog, health, strict=True):
+        override = overrides.get(definition.name)
+        enabled = effective_enabled(catalog, definition, override, now=now)
+        fire = next_fire(definition, enabled, now)
+        rows.append(
+            JobRow(
+                name=definition.name,
+                schedule=definition.schedule,
+                configured=definition.configured,
+                timezone=definition.timezone,
+                next_run=fire.astimezone(load_zone(definition.timezone)) if fire else None,
+                enabled=enabled.job,
+                source=short_source(enabled_source(definition, enabled, override)),
+                last_success=job.last_success,
+                last_failure=job.last_failure,
+                late=job.late,
+                strip=list(reversed(marks.get(definition.name, []))),
+            )
+        )
+    return rows
+
+
+@dataclass(frozen=True, slots=True)
+class JobPage:
+    details: dict[str, Any]
+    runs: list[RunRecord]
+    next_cursor: str | None
+
+
+def job_page(catalog: Catalog, name: str, runs: RunFilter, conn: psycopg.Connection[Any], now: datetime) -> JobPage:
+    """The job's document (ten fire times) and one page of its runs under the page's filters."""
+    details = read_job_details(catalog, name, conn, now, NEXT_FIRES)
+    records, following = read_runs(conn, runs)
+    return JobPage(details, records, encode_cursor(following) if following else None)
+
+
+def run_page(conn: psycopg.Connection[Any], run_id: str) -> tuple[RunRecord, dict[str, Any]]:
+    """The run and its first page of log lines (the page follows the rest through the API)."""
+    return get_run(conn, run_id), run_logs(conn, run_id)
