@@ -2,11 +2,31 @@
 
 from __future__ import annotations
 
+import os
+
 import click
+import redis
 import uvicorn
 
 from sp_scheduler.cli.state import CliState, pass_state
+from sp_scheduler.dashboard.access import Access
 from sp_scheduler.dashboard.app import create_app
+from sp_scheduler.errors import BrokerUnavailable
+from sp_scheduler.redact import redis_problem
+
+
+def _check_services(state: CliState) -> None:
+    """Fail at the start, as beat and worker do, when Postgres (schema current) or Redis does not answer;
+    an outage after the start is answered with 503 until the server is back."""
+    with state.database():
+        pass
+    client = redis.Redis.from_url(state.settings.redis_url, socket_connect_timeout=3, socket_timeout=3)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        raise BrokerUnavailable(redis_problem(state.settings.redis_url, exc)) from None
+    finally:
+        client.close()
 
 
 @click.command("web")
@@ -25,11 +45,21 @@ from sp_scheduler.dashboard.app import create_app
     envvar="SP_WEB_FORWARDED_ALLOW_IPS",
     help="Proxies whose X-Forwarded-* headers are trusted [env SP_WEB_FORWARDED_ALLOW_IPS].",
 )
+@click.option(
+    "--actions/--read-only",
+    default=False,
+    envvar="SP_WEB_ACTIONS",
+    help="Allow run now, enable, disable and reset, to holders of the SP_WEB_TOKEN token [env SP_WEB_ACTIONS].",
+)
 @pass_state
-def web_cmd(state: CliState, host: str, port: int, root_path: str, forwarded_allow_ips: str) -> None:
+def web_cmd(state: CliState, host: str, port: int, root_path: str, forwarded_allow_ips: str, actions: bool) -> None:
     """Serve the dashboard (jobs, runs, logs, system) and the JSON API under /api/v1/."""
-    app = create_app(state.settings)
-    click.echo(f"dashboard: http://{host}:{port}{root_path}/  (API: {root_path}/api/v1/openapi.json)", err=True)
+    # The token only from the environment: a command-line argument shows in every process listing.
+    access = Access(actions=actions, token=os.environ.get("SP_WEB_TOKEN") or None)
+    _check_services(state)
+    app = create_app(state.settings, access)
+    mode = "actions on (token required)" if actions else "read-only"
+    click.echo(f"dashboard: http://{host}:{port}{root_path}/  {mode}  (API: {root_path}/api/v1/openapi.json)", err=True)
     uvicorn.run(
         app,
         host=host,

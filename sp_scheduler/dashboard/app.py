@@ -9,7 +9,8 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
-from sp_scheduler.dashboard import api, pages
+from sp_scheduler.dashboard import api, api_actions, page_actions, pages
+from sp_scheduler.dashboard.access import Access
 from sp_scheduler.dashboard.context import Dashboard
 from sp_scheduler.dashboard.errors import scheduler_error
 from sp_scheduler.dashboard.render import STATIC_DIR
@@ -17,9 +18,10 @@ from sp_scheduler.errors import SchedulerError
 from sp_scheduler.settings import Settings
 
 
-def create_app(settings: Settings) -> Starlette:
-    """The dashboard and API over `settings`' database, Redis and config (ConfigError if the config is broken)."""
-    state = Dashboard.from_settings(settings)
+def create_app(settings: Settings, access: Access | None = None) -> Starlette:
+    """The dashboard and API over `settings`' database, Redis and config (ConfigError if the config is broken);
+    read-only unless `access` turns actions on."""
+    state = Dashboard.from_settings(settings, access or Access())
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -27,7 +29,13 @@ def create_app(settings: Settings) -> Starlette:
         state.close()
 
     app = Starlette(
-        routes=[*api.ROUTES, *pages.ROUTES, Mount("/static", StaticFiles(directory=STATIC_DIR), name="static")],
+        routes=[
+            *api.ROUTES,
+            *api_actions.ROUTES,
+            *pages.ROUTES,
+            *page_actions.ROUTES,
+            Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
+        ],
         exception_handlers={SchedulerError: scheduler_error},
         lifespan=lifespan,
     )

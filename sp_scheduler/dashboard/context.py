@@ -8,6 +8,7 @@ import redis
 from starlette.requests import Request
 
 from sp_scheduler.catalog import Catalog, CatalogWatch
+from sp_scheduler.dashboard.access import Access
 from sp_scheduler.dashboard.database import Database
 from sp_scheduler.settings import Settings
 
@@ -22,9 +23,10 @@ class Dashboard:
     database: Database
     watch: CatalogWatch
     redis: redis.Redis = field(repr=False)
+    access: Access = field(default_factory=Access)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Dashboard:
+    def from_settings(cls, settings: Settings, access: Access) -> Dashboard:
         client = redis.Redis.from_url(
             settings.redis_url,
             decode_responses=True,
@@ -33,7 +35,7 @@ class Dashboard:
         )
         watch = CatalogWatch(settings)
         watch.catalog()  # a broken config stops the server at its start, with every problem listed
-        return cls(settings, Database(settings.require_database_url()), watch, client)
+        return cls(settings, Database(settings.require_database_url()), watch, client, access)
 
     def catalog(self) -> Catalog:
         return self.watch.catalog()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from sp_scheduler.dashboard.access import ActionsDisabled, NotAuthorized
 from sp_scheduler.errors import (
     BrokerUnavailable,
     DatabaseUnavailable,
@@ -21,6 +22,10 @@ API_PREFIX = "/api/"
 
 def status_for(exc: SchedulerError) -> tuple[int, str | None]:
     """(HTTP status, the service that is down if any) of an error the project raised on purpose."""
+    if isinstance(exc, NotAuthorized):
+        return 401, None
+    if isinstance(exc, ActionsDisabled):
+        return 403, None
     if isinstance(exc, UnknownJob | UnknownRun):
         return 404, None
     if isinstance(exc, UsageError):
@@ -46,7 +51,8 @@ async def scheduler_error(request: Request, exc: Exception) -> Response:
         body: dict[str, str] = {"error": str(exc)}
         if service:
             body["service"] = service
-        return JSONResponse(body, status_code=code)
+        headers = {"WWW-Authenticate": "Bearer"} if code == 401 else None
+        return JSONResponse(body, status_code=code, headers=headers)
     from sp_scheduler.dashboard.render import render_error  # noqa: PLC0415 -- pages import this module
 
     return render_error(request, code, str(exc), service)

@@ -35,7 +35,14 @@ def duration(ms: int | None) -> str:
     return f"{minutes}m {seconds:02d}s"
 
 
-templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
+def session(request: Request) -> dict[str, Any]:
+    """What every page needs to show or hide the actions: are they on, who is logged in, the form token."""
+    access = request.app.state.dashboard.access
+    actor = access.session_actor(request)
+    return {"actions": access.actions, "actor": actor, "csrf": access.csrf_token(actor) if actor else None}
+
+
+templates = Jinja2Templates(directory=str(TEMPLATES_DIR), context_processors=[session])
 templates.env.filters["when"] = when
 templates.env.filters["duration"] = duration
 templates.env.globals["api"] = "/api/v1"

@@ -51,6 +51,7 @@ COMMANDS: dict[str, tuple[Sequence[str], bool]] = {
     "worker": ((), True),
     "beat": ((), True),
     "dev": ((), True),
+    "web": (("--port", "0"), True),
     "health": ((), False),
     "logs view": (("--since", "1h"), False),
     "demo seed": (("--append",), False),
