@@ -36,6 +36,42 @@ def _answers(description: str, *errors: int) -> dict[str, Any]:
     return answers
 
 
+def _action(summary: str, body: dict[str, Any], *errors: int) -> dict[str, Any]:
+    return {
+        "post": {
+            "summary": summary,
+            "security": [{"bearer": []}],
+            "parameters": [
+                _path("name", "job name"),
+                {"name": "X-Actor", "in": "header", "required": False, "schema": {"type": "string"},
+                 "description": "who acts (recorded as '<X-Actor> via web'; default: the server's SP_ACTOR)"},
+            ],
+            "requestBody": {
+                "required": False,
+                "content": {"application/json": {"schema": {"type": "object", "properties": body}}},
+            },
+            "responses": _answers("done", 400, 401, 403, 404, *errors),
+        }
+    }  # fmt: skip
+
+
+def _actions() -> dict[str, Any]:
+    """The POST actions: only with --actions (SP_WEB_ACTIONS=1) and the bearer token."""
+    text = {"type": "string"}
+    override = {"reason": text, "for": {"type": "string", "description": "30m, 2h, 1d"},
+                "until": {"type": "string", "description": "ISO-8601"}}  # fmt: skip
+    return {
+        "/api/v1/jobs/{name}/run": _action(
+            "Run now (202 with the run id), parameters checked as `jobs run -p` checks them",
+            {"params": {"type": "object"}, "force": {"type": "boolean"}},
+            409,
+        ),
+        "/api/v1/jobs/{name}/disable": _action("Disable (an override, as `jobs disable`)", override),
+        "/api/v1/jobs/{name}/enable": _action("Enable (an override, as `jobs enable`)", override),
+        "/api/v1/jobs/{name}/reset": _action("Reset to the config's value (as `jobs reset`)", {"reason": text}),
+    }
+
+
 def openapi_document(root_path: str = "") -> dict[str, Any]:
     """The description, with the server's path prefix (behind a proxy) as its server URL."""
     return {
@@ -93,6 +129,7 @@ def openapi_document(root_path: str = "") -> dict[str, Any]:
                     "responses": _answers("{run_id, status, finished, logs: [...], next_after}", 400, 404),
                 }
             },
+            **_actions(),
             "/api/v1/status": {
                 "get": {
                     "summary": "Beat, workers, queues and per-job health (as `jobs status --json`)",
@@ -101,12 +138,13 @@ def openapi_document(root_path: str = "") -> dict[str, Any]:
             },
         },
         "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "description": "SP_WEB_TOKEN"}},
             "schemas": {
                 "Error": {
                     "type": "object",
                     "required": ["error"],
                     "properties": {"error": {"type": "string"}, "service": {"type": "string"}},
                 }
-            }
+            },
         },
     }

@@ -215,6 +215,11 @@ def test_the_openapi_description_names_every_endpoint(api: TestClient) -> None:
         "/api/v1/runs/{run_id}",
         "/api/v1/runs/{run_id}/logs",
         "/api/v1/status",
+        "/api/v1/jobs/{name}/run",
+        "/api/v1/jobs/{name}/enable",
+        "/api/v1/jobs/{name}/disable",
+        "/api/v1/jobs/{name}/reset",
     }
+    assert set(document["paths"]["/api/v1/jobs/{name}/run"]) == {"post"}
     filters = {param["name"] for param in document["paths"]["/api/v1/runs"]["get"]["parameters"]}
     assert filters == {"job", "status", "trigger", "since", "until", "limit", "cursor"}

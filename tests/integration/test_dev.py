@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from sp_scheduler.errors import ExitCode
@@ -152,7 +154,7 @@ def _clean_up(run: DevRun, recorded: dict[str, int | None]) -> None:
             os.killpg(run.popen.pid, signal.SIGKILL)
             run.popen.wait(timeout=10)
     for name, pid in recorded.items():
-        if pid and name in {"beat", "worker"}:
+        if pid and name in {"beat", "worker", "web"}:
             with suppress(ProcessLookupError, PermissionError):
                 os.killpg(pid, signal.SIGKILL)
         elif pid and alive(pid):
@@ -186,10 +188,22 @@ def test_dev_runs_the_heartbeat_and_leaves_nothing_behind_on_ctrl_c(dev: DevRun,
     pids = dev.pids()
     assert pids["dev"] == dev.popen.pid
     children = {name: pid for name, pid in pids.items() if name != "dev" and pid}
-    assert set(children) == {"beat", "worker", "postgres", "redis"}, pids  # embedded servers, not local ones
+    assert set(children) == {"beat", "worker", "web", "postgres", "redis"}, pids  # embedded servers, not local ones
     assert all(alive(pid) for pid in children.values())
     output = dev.output()
     assert "beat   | " in output and "worker | " in output
+    # The banner names the dashboard's address, and the dashboard there shows the heartbeat's runs.
+    address = re.search(r"dashboard (http://127\.0\.0\.1:\d+/)", output)
+    assert address is not None, output
+
+    def dashboard_shows_a_success() -> bool:
+        try:
+            runs = httpx.get(address.group(1) + "api/v1/runs?job=heartbeat", timeout=5).json()["runs"]
+        except httpx.TransportError:
+            return False  # still starting
+        return any(run["status"] == "succeeded" for run in runs)
+
+    wait_until(dashboard_shows_a_success, timeout=30, interval=0.5, message="the dev dashboard to answer")
 
     os.kill(dev.popen.pid, signal.SIGINT)
     assert dev.popen.wait(timeout=EXIT_TIMEOUT) == 0, dev.output()
@@ -199,6 +213,7 @@ def test_dev_runs_the_heartbeat_and_leaves_nothing_behind_on_ctrl_c(dev: DevRun,
             not any(alive(pid) for pid in children.values())
             and not group_alive(children["beat"])
             and not group_alive(children["worker"])  # the Celery pool processes too
+            and not group_alive(children["web"])
             and not processes_mentioning(str(tmp_path))
         )
 
