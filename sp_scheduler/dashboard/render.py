@@ -39,7 +39,12 @@ def session(request: Request) -> dict[str, Any]:
     """What every page needs to show or hide the actions: are they on, who is logged in, the form token."""
     access = request.app.state.dashboard.access
     actor = access.session_actor(request)
-    return {"actions": access.actions, "actor": actor, "csrf": access.csrf_token(actor) if actor else None}
+    return {
+        "actions": access.actions,
+        "actor": actor,
+        "csrf": access.csrf_token(actor) if actor else None,
+        "root": request.scope.get("root_path", "").rstrip("/"),
+    }
 
 
 templates = Jinja2Templates(directory=str(TEMPLATES_DIR), context_processors=[session])

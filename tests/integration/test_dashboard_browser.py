@@ -59,7 +59,7 @@ def run_and_wait(system: System, job: str) -> None:
 
 def strip(browser: Any, job: str) -> list[str]:
     return [
-        mark.get_attribute("data-status") for mark in browser.find_elements(By.CSS_SELECTOR, f"#job-{job} .strip a")
+        mark.get_attribute("data-status") for mark in browser.find_elements(By.CSS_SELECTOR, f"#job-{job} .strip .mark")
     ]
 
 
@@ -81,7 +81,7 @@ def test_the_status_strip_shows_a_failed_run_in_red(system: System, dashboard: s
     run_and_wait(system, "flaky")
     browser.refresh()
     assert strip(browser, "flaky") == ["failed"]
-    mark = browser.find_element(By.CSS_SELECTOR, "#job-flaky .strip a")
+    mark = browser.find_element(By.CSS_SELECTOR, "#job-flaky .strip .mark")
     assert mark.value_of_css_property("background-color") == "rgba(220, 38, 38, 1)"
     assert "LATE" not in browser.find_element(By.ID, "job-flaky").text  # manual-only: never late
 
