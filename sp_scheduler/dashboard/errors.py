@@ -6,6 +6,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from sp_scheduler.dashboard.access import ActionsDisabled, NotAuthorized
+from sp_scheduler.dashboard.render import render_error
 from sp_scheduler.errors import (
     BrokerUnavailable,
     DatabaseUnavailable,
@@ -40,7 +41,12 @@ def status_for(exc: SchedulerError) -> tuple[int, str | None]:
 
 
 def wants_json(request: Request) -> bool:
-    return request.url.path.startswith(API_PREFIX) or request.scope.get("path", "").startswith(API_PREFIX)
+    """Whether the request is the API's, wherever a path prefix (`--root-path`) puts it."""
+    path: str = request.scope.get("path", "")
+    root: str = request.scope.get("root_path", "")
+    if root and path.startswith(root):
+        path = path[len(root) :]
+    return path.startswith(API_PREFIX)
 
 
 async def scheduler_error(request: Request, exc: Exception) -> Response:
@@ -53,6 +59,4 @@ async def scheduler_error(request: Request, exc: Exception) -> Response:
             body["service"] = service
         headers = {"WWW-Authenticate": "Bearer"} if code == 401 else None
         return JSONResponse(body, status_code=code, headers=headers)
-    from sp_scheduler.dashboard.render import render_error  # noqa: PLC0415 -- pages import this module
-
     return render_error(request, code, str(exc), service)

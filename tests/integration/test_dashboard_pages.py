@@ -183,3 +183,15 @@ def test_the_pages_stylesheet_and_script_are_served(pages: TestClient) -> None:
         answer = pages.get(asset)
         assert answer.status_code == 200, asset
         assert answer.headers["content-type"].split(";")[0] in {"text/css", "text/javascript", "application/javascript"}
+
+
+def test_behind_a_path_prefix_links_and_errors_keep_it(system: System, conn: psycopg.Connection[Any]) -> None:
+    system.configure([NIGHTLY])
+    app = create_app(Settings.from_env(system.env()))
+    with TestClient(app, root_path="/scheduler") as client:
+        html = client.get("/scheduler/").text
+        assert 'href="/scheduler/jobs/nightly"' in html
+        assert 'href="http://testserver/scheduler/static/dashboard.css"' in html
+        missing = client.get("/scheduler/api/v1/jobs/nope")
+        assert missing.status_code == 404 and "nope" in missing.json()["error"]
+        assert client.get("/scheduler/api/v1/openapi.json").json()["servers"] == [{"url": "/scheduler"}]
