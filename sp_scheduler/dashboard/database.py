@@ -19,7 +19,7 @@ from sp_scheduler.store import open_pool, require_current_schema
 log = logging.getLogger(__name__)
 
 _R = TypeVar("_R")
-POOL_SIZE = 4
+POOL_SIZE = 6  # the jobs page runs its four reads at once
 CHECKOUT_TIMEOUT = 5.0  # seconds a request waits for a connection before it answers 503
 
 

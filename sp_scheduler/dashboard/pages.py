@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from datetime import UTC, datetime
 from urllib.parse import urlencode
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 from starlette.routing import Route
@@ -14,7 +16,7 @@ from sp_scheduler.dashboard.api import status_report
 from sp_scheduler.dashboard.context import dashboard
 from sp_scheduler.dashboard.render import render
 from sp_scheduler.dashboard.svg import runs_plot
-from sp_scheduler.dashboard.views import job_page, jobs_rows, run_page
+from sp_scheduler.dashboard.views import LedgerFacts, job_page, jobs_rows, ledger_reads, run_page
 from sp_scheduler.documents.runs import RunFilter
 from sp_scheduler.jobs import TRIGGERS
 from sp_scheduler.redact import redis_where
@@ -27,7 +29,8 @@ async def jobs_page(request: Request) -> HTMLResponse:
     state = dashboard(request)
     catalog = state.catalog()
     now = datetime.now(UTC)
-    rows = await state.database.run(lambda conn: jobs_rows(catalog, conn, now))
+    reads = await asyncio.gather(*(state.database.run(read) for read in ledger_reads(catalog.names())))
+    rows = await run_in_threadpool(jobs_rows, catalog, LedgerFacts(*reads), now)
     return render(
         request,
         "jobs.html",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -15,7 +16,15 @@ from sp_scheduler.documents.jobs import enabled_source, next_fire, read_job_deta
 from sp_scheduler.documents.runs import RunFilter, encode_cursor, read_runs, run_logs
 from sp_scheduler.run_status import FAILED_STATUSES, RUN_STATUSES
 from sp_scheduler.status import job_health
-from sp_scheduler.store import RunMark, RunRecord, get_overrides, get_run, last_with_status, recent_marks
+from sp_scheduler.store import (
+    Override,
+    RunMark,
+    RunRecord,
+    get_overrides,
+    get_run,
+    last_with_status,
+    recent_marks,
+)
 
 STRIP_SLOTS = 20  # runs in a job's status strip on the jobs page
 NEXT_FIRES = 10
@@ -46,18 +55,34 @@ class JobRow:
     strip: Markup  # oldest first, as the eye reads a timeline
 
 
-def jobs_rows(catalog: Catalog, conn: psycopg.Connection[Any], now: datetime) -> list[JobRow]:
+@dataclass(frozen=True, slots=True)
+class LedgerFacts:
+    """What the jobs page reads from the ledger, each read on a connection of its own (they run at once)."""
+
+    overrides: dict[str, Override]
+    successes: dict[str, RunRecord]
+    failures: dict[str, RunRecord]
+    marks: dict[str, list[RunMark]]
+
+
+def ledger_reads(names: list[str]) -> list[Callable[[psycopg.Connection[Any]], Any]]:
+    """The jobs page's four reads, in `LedgerFacts` order: each one index probe per job."""
+    return [
+        get_overrides,
+        lambda conn: last_with_status(conn, ["succeeded"], names),
+        lambda conn: last_with_status(conn, FAILED_STATUSES, names),
+        lambda conn: recent_marks(conn, names, STRIP_SLOTS),
+    ]
+
+
+def jobs_rows(catalog: Catalog, facts: LedgerFacts, now: datetime) -> list[JobRow]:
     """Every job with its state, last success and failure, late flag (`status.job_health`) and strip."""
-    overrides = get_overrides(conn)
-    names = catalog.names()
-    successes = last_with_status(conn, ["succeeded"], names)
-    failures = last_with_status(conn, FAILED_STATUSES, names)
-    marks = recent_marks(conn, names, STRIP_SLOTS)
+    overrides = facts.overrides
     health = job_health(
         catalog,
         {name: override.enabled for name, override in overrides.items()},
-        {name: run.finished_at or run.created_at for name, run in successes.items()},
-        {name: run.finished_at or run.created_at for name, run in failures.items()},
+        {name: run.finished_at or run.created_at for name, run in facts.successes.items()},
+        {name: run.finished_at or run.created_at for name, run in facts.failures.items()},
         now,
     )
     rows = []
@@ -77,7 +102,7 @@ def jobs_rows(catalog: Catalog, conn: psycopg.Connection[Any], now: datetime) ->
                 last_success=job.last_success,
                 last_failure=job.last_failure,
                 late=job.late,
-                strip=strip_markup(marks.get(definition.name, [])),
+                strip=strip_markup(facts.marks.get(definition.name, [])),
             )
         )
     return rows
