@@ -13,6 +13,7 @@ from sp_scheduler.dashboard.access import Access
 from sp_scheduler.dashboard.app import create_app
 from sp_scheduler.errors import BrokerUnavailable
 from sp_scheduler.redact import redis_problem
+from sp_scheduler.redis_clients import redis_client
 
 
 def _check_services(state: CliState) -> None:
@@ -20,7 +21,7 @@ def _check_services(state: CliState) -> None:
     an outage after the start is answered with 503 until the server is back."""
     with state.database():
         pass
-    client = redis.Redis.from_url(state.settings.redis_url, socket_connect_timeout=3, socket_timeout=3)
+    client = redis_client(state.settings.redis_url, socket_connect_timeout=3, socket_timeout=3)
     try:
         client.ping()
     except redis.RedisError as exc:

@@ -10,6 +10,7 @@ from starlette.requests import Request
 from sp_scheduler.catalog import Catalog, CatalogWatch
 from sp_scheduler.dashboard.access import Access
 from sp_scheduler.dashboard.database import Database
+from sp_scheduler.redis_clients import redis_client
 from sp_scheduler.settings import Settings
 
 REDIS_TIMEOUT = 3.0
@@ -27,7 +28,7 @@ class Dashboard:
 
     @classmethod
     def from_settings(cls, settings: Settings, access: Access) -> Dashboard:
-        client = redis.Redis.from_url(
+        client = redis_client(
             settings.redis_url,
             decode_responses=True,
             socket_connect_timeout=REDIS_TIMEOUT,

@@ -18,6 +18,7 @@ from sp_scheduler.dashboard.render import render
 from sp_scheduler.dashboard.svg import runs_plot
 from sp_scheduler.dashboard.views import LedgerFacts, job_page, jobs_rows, ledger_reads, run_page
 from sp_scheduler.documents.runs import RunFilter
+from sp_scheduler.documents.status import alert_text
 from sp_scheduler.jobs import TRIGGERS
 from sp_scheduler.redact import redis_where
 from sp_scheduler.run_status import RUN_STATUSES
@@ -82,6 +83,11 @@ async def system_page(request: Request) -> HTMLResponse:
             "standbys": [name for name in report.beat.instances if name != report.beat.leader],
             "database": state.database.where,
             "redis": redis_where(state.settings.redis_url),
+            "alerts": [
+                (name, alert_text(alert, report.overrides.get(name) is False), alert)
+                for name, alert in sorted(report.alerts.items())
+                if alert.state != "ok"
+            ],
         },
     )
 

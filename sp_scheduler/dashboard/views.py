@@ -15,7 +15,7 @@ from sp_scheduler.cron import load_zone
 from sp_scheduler.documents.jobs import enabled_source, next_fire, read_job_details, short_source
 from sp_scheduler.documents.runs import RunFilter, encode_cursor, read_runs, run_logs
 from sp_scheduler.run_status import FAILED_STATUSES, RUN_STATUSES
-from sp_scheduler.status import job_health
+from sp_scheduler.status import LATENESS_TRIGGERS, job_health
 from sp_scheduler.store import (
     Override,
     RunMark,
@@ -69,8 +69,8 @@ def ledger_reads(names: list[str]) -> list[Callable[[psycopg.Connection[Any]], A
     """The jobs page's four reads, in `LedgerFacts` order: each one index probe per job."""
     return [
         get_overrides,
-        lambda conn: last_with_status(conn, ["succeeded"], names),
-        lambda conn: last_with_status(conn, FAILED_STATUSES, names),
+        lambda conn: last_with_status(conn, ["succeeded"], names, triggers=LATENESS_TRIGGERS),
+        lambda conn: last_with_status(conn, FAILED_STATUSES, names, triggers=LATENESS_TRIGGERS),
         lambda conn: recent_marks(conn, names, STRIP_SLOTS),
     ]
 

@@ -148,6 +148,18 @@ def test_the_system_page_shows_beat_workers_queues_and_schema(
     assert re.search(r"\w+: \d+ waiting", html)
 
 
+def test_the_system_page_lists_the_jobs_alert_states(conn: psycopg.Connection[Any], pages: TestClient) -> None:
+    assert 'id="alerts">Every job is ok.' in pages.get("/system").text
+    conn.execute("INSERT INTO sp_alert_state (job_name, state, consecutive_failures) VALUES ('nightly', 'failing', 3)")
+    conn.execute("INSERT INTO sp_alert_state (job_name, state) VALUES ('berlin', 'ok')")
+    html = pages.get("/system").text
+    table = re.search(r'<table id="alerts">.*?</table>', html, re.S)
+    assert table is not None
+    assert "nightly" in table.group(0) and "failing (3)" in table.group(0)
+    assert "berlin" not in table.group(0)  # an ok job is not listed
+    assert 'id="alert-delivery">0 retrying, 0 given up' in html
+
+
 def test_unknown_jobs_and_runs_are_404_pages(pages: TestClient) -> None:
     for path in ("/jobs/nope", "/runs/00000000-0000-0000-0000-000000000000", "/runs/bogus"):
         answer = pages.get(path)

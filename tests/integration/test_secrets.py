@@ -37,6 +37,7 @@ COMMANDS: dict[str, tuple[Sequence[str], bool]] = {
     "jobs show": (("heartbeat",), False),
     "jobs run": (("heartbeat", "--force", "--wait", "--timeout", "5"), False),
     "jobs history": ((), False),
+    "jobs backfill": (("heartbeat", "--from", "2026-01-01T00:00", "--to", "2026-01-01T00:00:05", "--dry-run"), False),
     "jobs enable": (("heartbeat",), False),
     "jobs disable": (("heartbeat",), False),
     "jobs cleanup-sessions": (("--dry-run",), False),
