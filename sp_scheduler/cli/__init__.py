@@ -27,6 +27,7 @@ _COMMANDS = {
     "queue": "sp_scheduler.cli.queue_cmd:queue_group",
     "alerts": "sp_scheduler.cli.alerts_cmd:alerts_group",
     "notifier": "sp_scheduler.cli.notifier_cmd:notifier_cmd",
+    "web": "sp_scheduler.cli.web_cmd:web_cmd",
 }
 
 

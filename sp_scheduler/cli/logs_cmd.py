@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import json
-import re
 import time
 from collections import deque
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import click
 import psycopg
 
 from sp_scheduler.cli.state import CliState, echo_json, pass_state
-from sp_scheduler.errors import DatabaseUnavailable, UsageError
+from sp_scheduler.documents.runs import log_entries, parse_time
+from sp_scheduler.errors import DatabaseUnavailable
 from sp_scheduler.ledger.postgres import is_connection_failure
 from sp_scheduler.store import query_logs
 
@@ -26,21 +26,11 @@ FOLLOW_INTERVAL = 0.5
 FOLLOW_BATCH = 1000
 # How long a line's transaction may still commit after a line with a higher id became visible.
 LATE_COMMIT_WINDOW = 10.0
-_AGE = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$", re.IGNORECASE)
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
 def parse_since(text: str, now: datetime | None = None) -> datetime:
     """`30s`, `30m`, `1h`, `2d`, `1w` before now, or an ISO-8601 time (naive means UTC)."""
-    match = _AGE.match(text)
-    if match:
-        amount, unit = int(match.group(1)), match.group(2).lower()
-        return (now or datetime.now(UTC)) - timedelta(**{_UNITS[unit]: amount})
-    try:
-        instant = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise UsageError(f"--since {text!r}: expected an age such as 30m, 1h, 2d or an ISO-8601 time") from None
-    return instant if instant.tzinfo else instant.replace(tzinfo=UTC)
+    return parse_time("--since", text, now)
 
 
 def format_line(row: LogRecordRow) -> str:
@@ -60,10 +50,6 @@ def _value(value: Any) -> str:
     if isinstance(value, str) and value and not any(char.isspace() or char in "\"'=" for char in value):
         return value
     return json.dumps(value, default=str)
-
-
-def _entry(log_id: int, row: LogRecordRow) -> dict[str, Any]:
-    return {"id": log_id, **row.to_dict()}
 
 
 @click.group("logs")
@@ -101,7 +87,7 @@ def view_cmd(
         with state.database() as conn:
             rows = list(reversed(query_logs(conn, **filters, limit=limit)))
             if as_json and not follow:
-                echo_json([_entry(log_id, row) for log_id, row in rows])
+                echo_json(log_entries(rows))
                 return
             _print(rows, as_json)
             if follow:
@@ -115,7 +101,7 @@ def view_cmd(
 
 def _print(rows: Sequence[tuple[int, LogRecordRow]], as_json: bool) -> None:
     for log_id, row in rows:
-        click.echo(json.dumps(_entry(log_id, row), default=str) if as_json else format_line(row))
+        click.echo(json.dumps(log_entries([(log_id, row)])[0], default=str) if as_json else format_line(row))
 
 
 def _newest_id(conn: psycopg.Connection[Any]) -> int:

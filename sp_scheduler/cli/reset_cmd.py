@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from sp_scheduler.cli.runs_cmd import _request_beat_sync
+from sp_scheduler.cli.runs_cmd import signal_beat
 from sp_scheduler.cli.state import CliState, pass_state
 from sp_scheduler.store import reset_override
 
@@ -34,4 +34,4 @@ def reset_cmd(state: CliState, names: tuple[str, ...], reason: str | None) -> No
                 f"now the config's value ({config_value})"
             )
     if changed:
-        _request_beat_sync(state)
+        signal_beat(state)

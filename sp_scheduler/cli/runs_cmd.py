@@ -10,26 +10,22 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from typing import TYPE_CHECKING, Any, cast
 
 import click
-import redis
 
-from sp_scheduler.catalog import Catalog, JobDefinition, effective_enabled
+from sp_scheduler.actions import describe_override, disabled_run_allowed, enqueue_manual_run, request_beat_sync
+from sp_scheduler.catalog import Catalog, JobDefinition
 from sp_scheduler.cli.expiry import expiry
 from sp_scheduler.cli.state import CliState, echo_json, echo_table, pass_state
+from sp_scheduler.documents.runs import runs_list
 from sp_scheduler.errors import (
-    BrokerUnavailable,
     DatabaseUnavailable,
     ExitCode,
-    JobDisabled,
     UnknownJob,
     UsageError,
     WaitTimedOut,
 )
-from sp_scheduler.keys import SYNC_REQUESTED
 from sp_scheduler.params import check_params
-from sp_scheduler.redact import redis_problem
-from sp_scheduler.redis_clients import redis_client
 from sp_scheduler.run_status import FINISHED_STATUSES, RUN_STATUSES, RunStatus
-from sp_scheduler.store import describe_url, enqueue_run, finish_run, get_override, get_run, history, set_enabled
+from sp_scheduler.store import describe_url, enqueue_run, get_run, history, set_enabled
 
 if TYPE_CHECKING:
     import psycopg
@@ -50,54 +46,8 @@ def parse_params(pairs: Sequence[str]) -> dict[str, str]:
 
 def check_enabled(conn: psycopg.Connection[Any], catalog: Catalog, definition: JobDefinition, force: bool) -> None:
     """Refuse a disabled job unless `force` (then say so): the rule every manual run follows."""
-    override = get_override(conn, definition.name)
-    # Only an explicit disable needs --force: a registered job absent from the YAML runs by hand as is.
-    # The scheduler-wide switch stops slots, not manual runs.
-    enabled = effective_enabled(catalog, definition, override)
-    if enabled.source == "not configured" or enabled.job:
-        return
-    if force:
+    if disabled_run_allowed(conn, catalog, definition, force, "use --force"):
         click.echo(f"note: {definition.name} is disabled; running it anyway (--force)", err=True)
-        return
-    why = f" ({override.reason})" if override and override.reason else ""
-    by = f" by {override.actor}" if override else " in config"
-    raise JobDisabled(f"job {definition.name!r} is disabled{by}{why}; use --force to run it anyway")
-
-
-def _enqueue(state: CliState, conn: psycopg.Connection[Any], definition: JobDefinition, params: dict[str, Any]) -> str:
-    """Record a queued manual run, then publish it; a publish failure marks the row failed, so nothing hides."""
-    from kombu.exceptions import OperationalError  # noqa: PLC0415 -- celery loads only for a run sent to workers
-
-    from sp_scheduler.celery_app import configured_app  # noqa: PLC0415 -- celery loads only for a run sent to workers
-    from sp_scheduler.messages import RunRequest, send_run  # noqa: PLC0415 -- celery loads only for a run sent to workers
-
-    run_id = str(uuid.uuid4())
-    merged = {**definition.params, **params}
-    enqueue_run(conn, run_id=run_id, job_name=definition.name, trigger="manual", scheduled_for=None, params=merged)
-    conn.commit()
-    app = configured_app(state.settings)  # publishing needs no task, runtime or worker signals
-    try:
-        send_run(
-            app,
-            RunRequest(definition.name, "manual", None, run_id, params),
-            queue=definition.queue,
-            timeout=definition.timeout,
-        )
-    except OperationalError as exc:
-        url = state.settings.redis_url
-        message = redis_problem(url, exc)
-        finish_run(
-            conn,
-            run_id,
-            status="failed",
-            message=f"not enqueued: {message}",
-            items_processed=0,
-            items_failed=0,
-            duration_ms=0,
-        )
-        conn.commit()
-        raise BrokerUnavailable(message) from None
-    return run_id
 
 
 def _wait(conn: psycopg.Connection[Any], run_ids: list[str], timeout: float) -> list[RunRecord]:
@@ -157,7 +107,10 @@ def run_jobs(
         if local:
             records = run_local(state, definitions, checked)
         else:
-            run_ids = [_enqueue(state, conn, definition, checked[definition.name]) for definition in definitions]
+            run_ids = [
+                enqueue_manual_run(state.settings, conn, definition, checked[definition.name])
+                for definition in definitions
+            ]
             if not wait:
                 if as_json:
                     echo_json([{"job": d.name, "run_id": r} for d, r in zip(definitions, run_ids, strict=True)])
@@ -233,7 +186,7 @@ def history_cmd(state: CliState, job: str | None, limit: int, status: str | None
         ):
             raise UnknownJob(job, state.catalog().names())  # a removed job with runs still shows them
     if as_json:
-        echo_json([record.to_dict() for record in records])
+        echo_json(runs_list(records))
         return
     echo_table(
         ["CREATED", "JOB", "TRIGGER", "STATUS", "SCHEDULED FOR", "DURATION", "ITEMS", "WORKER", "MESSAGE"],
@@ -263,21 +216,18 @@ def _set_enabled(
         override = set_enabled(
             conn, definition.name, enabled=enabled, actor=state.settings.actor, reason=reason, expires_at=expires_at
         )
-    _request_beat_sync(state)
-    word = "enabled" if override.enabled else "disabled"
-    until_text = f" until {override.expires_at.isoformat()}" if override.expires_at else ""
-    suffix = f" ({override.reason})" if override.reason else ""
-    click.echo(f"{word} {definition.name} by {override.actor}{until_text}{suffix}")
+    signal_beat(state)
+    word, _, rest = describe_override(override).partition(" ")
+    click.echo(f"{word} {definition.name} {rest}")
 
 
-def _request_beat_sync(state: CliState) -> None:
+def signal_beat(state: CliState) -> None:
     """Tell the leading beat to apply the override now (it also re-syncs every few seconds anyway)."""
-    try:
-        redis_client(state.settings.redis_url, socket_connect_timeout=2, socket_timeout=2).set(
-            SYNC_REQUESTED, "1", ex=60
+    problem = request_beat_sync(state.settings.redis_url)
+    if problem is not None:
+        click.echo(
+            f"note: could not signal beat ({problem}); it applies the change at its next periodic sync", err=True
         )
-    except redis.RedisError as exc:
-        click.echo(f"note: could not signal beat ({exc}); it applies the change at its next periodic sync", err=True)
 
 
 _FOR_HELP = "End the override after this long (30m, 2h, 1d, 1h30m); the config's value then stands again."

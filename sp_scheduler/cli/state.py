@@ -45,6 +45,15 @@ class CliState:
             require_current_schema(conn)
             yield conn
 
+    @contextmanager
+    def optional_database(self) -> Iterator[psycopg.Connection[Any] | None]:
+        """`database()` when one is configured, else None: for the commands that also work offline."""
+        if not self.has_database:
+            yield None
+            return
+        with self.database() as conn:
+            yield conn
+
 
 pass_state = click.make_pass_decorator(CliState)
 

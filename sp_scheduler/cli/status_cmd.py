@@ -5,58 +5,26 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import click
-import redis
 
-from sp_scheduler import keys
 from sp_scheduler.cli.state import CliState, echo_json, echo_table, iso, pass_state
-from sp_scheduler.config import DEFAULT_QUEUE
-from sp_scheduler.errors import BrokerUnavailable
-from sp_scheduler.redact import redis_problem
-from sp_scheduler.redis_clients import master_address, redis_client
-from sp_scheduler.redis_url import is_sentinel_url, parse_sentinel_url
-from sp_scheduler.run_status import FAILED_STATUSES
-from sp_scheduler.status import (
-    LATENESS_TRIGGERS,
-    CheckCode,
-    JobHealth,
-    beat_state,
-    check_code,
-    job_health,
-    recent_workers,
+from sp_scheduler.documents.status import (
+    RedisFacts,
+    alert_text,
+    queues_of,
+    read_redis_facts,
+    read_status,
+    status_redis_client,
 )
-from sp_scheduler.store import get_overrides, last_with_status
-from sp_scheduler.store.alerts import AlertState, alert_states, delivery_problems
+from sp_scheduler.redis_url import parse_sentinel_url
+from sp_scheduler.status import CheckCode, JobHealth
 
 
-def _redis_facts(
-    state: CliState, queues: list[str]
-) -> tuple[dict[str, str], list[tuple[str, float]], list[tuple[str, float]], dict[str, int], int]:
-    client = redis_client(state.settings.redis_url, decode_responses=True, socket_connect_timeout=3)
+def _redis_facts(state: CliState, queues: list[str]) -> RedisFacts:
+    client = status_redis_client(state.settings.redis_url)
     try:
-        with client.pipeline() as pipe:
-            pipe.hgetall(keys.BEAT_LEADER)
-            pipe.zrange(keys.BEAT_INSTANCES, 0, -1, withscores=True)
-            pipe.zrange(keys.WORKERS_SEEN, 0, -1, withscores=True)
-            pipe.llen(keys.DEAD_LETTERS)
-            for queue in queues:
-                pipe.llen(queue)
-            leader, instances, workers, dead_letters, *depths = pipe.execute()
-    except redis.RedisError as exc:
-        url = state.settings.redis_url
-        raise BrokerUnavailable(redis_problem(url, exc)) from None
-    return leader, instances, workers, dict(zip(queues, depths, strict=True)), int(dead_letters)
-
-
-def _sentinel_master(state: CliState) -> str | None:
-    """`host:port` of the master the Sentinels report now, for a Sentinel URL (None for a plain one)."""
-    url = state.settings.redis_url
-    if not is_sentinel_url(url):
-        return None
-    try:
-        host, port = master_address(url)
-    except redis.RedisError as exc:
-        raise BrokerUnavailable(redis_problem(url, exc, "cannot ask the Sentinels for the master of")) from None
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        return read_redis_facts(client, state.settings.redis_url, queues)
+    finally:
+        client.close()
 
 
 @click.command("status")
@@ -70,46 +38,12 @@ def _sentinel_master(state: CliState) -> str | None:
 def status_cmd(state: CliState, as_json: bool, check: bool) -> None:
     """Beat leader and last tick, workers seen, queue depth, and per job last success/failure and lateness."""
     catalog = state.catalog()
-    queues = sorted({DEFAULT_QUEUE, *(d.queue for d in catalog)})
-    leader, instances, workers, depths, dead_letters = _redis_facts(state, queues)
-    master = _sentinel_master(state)
+    facts = _redis_facts(state, queues_of(catalog))
     with state.database() as conn:
-        overrides = {name: o.enabled for name, o in get_overrides(conn).items()}
-        names = catalog.names()
-        successes = last_with_status(conn, ["succeeded"], names, triggers=LATENESS_TRIGGERS)
-        failures = last_with_status(conn, FAILED_STATUSES, names, triggers=LATENESS_TRIGGERS)
-        alerts = alert_states(conn)
-        delivery = delivery_problems(conn)
-    now = datetime.now(UTC)
-    beat = beat_state(leader, instances, now)
-    seen = recent_workers(workers, now)
-    health = job_health(
-        catalog,
-        overrides,
-        {name: r.finished_at or r.created_at for name, r in successes.items()},
-        {name: r.finished_at or r.created_at for name, r in failures.items()},
-        now,
-    )
-    code = check_code(beat, seen, health)
+        report = read_status(catalog, facts, conn, datetime.now(UTC))
+    beat, seen, health, code = report.beat, report.workers, report.jobs, report.code
     if as_json:
-        echo_json(
-            {
-                "beat": {
-                    "leader": beat.leader,
-                    "last_tick": iso(beat.last_tick) if beat.last_tick else None,
-                    "lag_seconds": beat.lag_seconds,
-                    "healthy": beat.healthy,
-                    "instances": list(beat.instances),
-                },
-                "workers": seen,
-                "queues": depths,
-                "dead_letters": dead_letters,
-                "redis_master": master,
-                "jobs": [{**job.to_dict(), "alert": _alert_dict(alerts.get(job.name))} for job in health],
-                "alert_delivery": delivery.to_dict(),
-                "check": {"code": int(code), "problem": code.name.lower()},
-            }
-        )
+        echo_json(report.to_dict())
         _exit_for(code, check, health)
         return
     if beat.leader and beat.lag_seconds is not None:
@@ -121,12 +55,13 @@ def status_cmd(state: CliState, as_json: bool, check: bool) -> None:
     if standby:
         click.echo(f"          standby: {', '.join(standby)}")
     click.echo(f"workers:  {len(seen)} seen in the last minute" + (f" ({', '.join(seen)})" if seen else ""))
-    click.echo("queues:   " + ", ".join(f"{queue} {depth} waiting" for queue, depth in depths.items()))
-    if master:
+    click.echo("queues:   " + ", ".join(f"{queue} {depth} waiting" for queue, depth in report.queues.items()))
+    if report.redis_master:
         name = parse_sentinel_url(state.settings.redis_url).master_name
-        click.echo(f"redis:    master {master} ({name}, from Sentinel)")
-    if dead_letters:
-        click.echo(f"          {dead_letters} set aside as unusable (see `sp-scheduler queue dead-letters`)")
+        click.echo(f"redis:    master {report.redis_master} ({name}, from Sentinel)")
+    if report.dead_letters:
+        click.echo(f"          {report.dead_letters} set aside as unusable (see `sp-scheduler queue dead-letters`)")
+    delivery = report.delivery
     if delivery.retrying or delivery.gave_up:
         click.echo(
             f"alerts:   {delivery.retrying} delivery(ies) retrying, {delivery.gave_up} given up in the last day"
@@ -142,25 +77,12 @@ def status_cmd(state: CliState, as_json: bool, check: bool) -> None:
                 iso(job.last_success),
                 iso(job.last_failure),
                 "LATE" if job.late else "",
-                _alert_text(alerts.get(job.name), overrides.get(job.name) is False),
+                alert_text(report.alerts.get(job.name), report.overrides.get(job.name) is False),
             ]
             for job in health
         ],
     )
     _exit_for(code, check, health)
-
-
-def _alert_dict(state: AlertState | None) -> dict[str, object]:
-    return state.to_dict() if state is not None else {"state": "ok"}
-
-
-def _alert_text(state: AlertState | None, disabled: bool) -> str:
-    """`ok`, `late`, `failing (3)`, `failing (5), paused` (while the override auto-pause set stands):
-    the job's alert state in a cell."""
-    if state is None or state.state == "ok":
-        return "ok"
-    text = f"failing ({state.consecutive_failures})" if state.state == "failing" else state.state
-    return f"{text}, paused" if state.paused_at is not None and disabled else text
 
 
 def _exit_for(code: CheckCode, check: bool, health: list[JobHealth]) -> None:

@@ -19,7 +19,7 @@ from sp_scheduler.store.migrate import (
     require_current_schema,
     schema_version,
 )
-from sp_scheduler.store.reads import get_run, history, last_runs, last_with_status
+from sp_scheduler.store.reads import RunMark, RunPosition, get_run, history, last_runs, last_with_status, recent_marks
 from sp_scheduler.store.records import (
     Claim,
     ClaimOutcome,
@@ -52,7 +52,9 @@ __all__ = [
     "Overlap",
     "Override",
     "OverrideChange",
+    "RunMark",
     "RunOutcome",
+    "RunPosition",
     "RunRecord",
     "RunStatus",
     "Upgrade",
@@ -80,6 +82,7 @@ __all__ = [
     "override_changes",
     "query_logs",
     "reap_lost",
+    "recent_marks",
     "record_slot",
     "record_slots",
     "release_backfill",

@@ -4,6 +4,8 @@ index whose cost does not grow with the ledger."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -14,6 +16,20 @@ from sp_scheduler.errors import UnknownRun
 from sp_scheduler.jobs import Trigger
 from sp_scheduler.run_status import RUN_STATUSES, RunStatus
 from sp_scheduler.store.records import COLUMNS, RunRecord, fetch_one, run_uuid, where_clause
+
+
+@dataclass(frozen=True, slots=True)
+class RunPosition:
+    """A place in the newest-first ordering of runs: where the next page of history starts."""
+
+    created_at: datetime
+    run_id: str
+
+    @classmethod
+    def after(cls, record: RunRecord) -> RunPosition:
+        """The position just past `record`, so the next page starts with the run after it."""
+        return cls(record.created_at, record.id)
+
 
 _SELECT_BY_ID = sql.SQL("SELECT {cols} FROM sp_job_runs WHERE id = %s").format(cols=COLUMNS)
 
@@ -33,9 +49,17 @@ def history(
     *,
     job: str | None = None,
     status: RunStatus | None = None,
+    trigger: Trigger | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    before: RunPosition | None = None,
     limit: int = 50,
 ) -> list[RunRecord]:
-    """Runs newest first, optionally of one job and/or one status; each filter has its own index."""
+    """Runs newest first, optionally of one job and/or one status; each filter has its own index.
+
+    `since`/`until` bound `created_at` (from inclusive, to exclusive); `before` continues a page:
+    only rows older than that (created_at, id) position, the keyset the ordering uses.
+    """
     if limit < 1:
         raise ValueError("limit must be at least 1")
     conditions: list[sql.Composable] = []
@@ -48,6 +72,19 @@ def history(
             raise ValueError(f"unknown run status {status!r}")
         conditions.append(sql.SQL("status = %s"))
         params.append(status)
+    if trigger is not None:
+        conditions.append(sql.SQL("trigger = %s"))
+        params.append(trigger)
+    if since is not None:
+        conditions.append(sql.SQL("created_at >= %s"))
+        params.append(since)
+    if until is not None:
+        conditions.append(sql.SQL("created_at < %s"))
+        params.append(until)
+    if before is not None:
+        # The first term lets the created_at indexes bound the scan; the row comparison breaks ties.
+        conditions.append(sql.SQL("created_at <= %s AND (created_at, id) < (%s, %s)"))
+        params.extend([before.created_at, before.created_at, run_uuid(before.run_id)])
     query = sql.SQL("SELECT {cols} FROM sp_job_runs{where} ORDER BY created_at DESC, id DESC LIMIT %s").format(
         cols=COLUMNS, where=where_clause(conditions)
     )
@@ -127,3 +164,37 @@ def _latest_per_job(
     with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
         rows = cur.execute(query, params).fetchall()
     return {row["job_name"]: RunRecord.from_row(row) for row in rows}
+
+
+@dataclass(frozen=True, slots=True)
+class RunMark:
+    """A run as a status strip shows it: which, how it ended, when."""
+
+    run_id: str
+    status: RunStatus
+    created_at: datetime
+    scheduled_for: datetime | None
+
+
+# The newest `per_job` rows of each named job, one index range per job (job_name, created_at DESC).
+_RECENT_PER_JOB = sql.SQL(
+    "SELECT n.job_name, r.id, r.status, r.created_at, r.scheduled_for"
+    " FROM unnest(%(names)s::text[]) AS n(job_name)"
+    " CROSS JOIN LATERAL (SELECT id, status, created_at, scheduled_for FROM sp_job_runs"
+    " WHERE job_name = n.job_name ORDER BY created_at DESC LIMIT %(per_job)s) r"
+    " ORDER BY n.job_name, r.created_at DESC"
+)
+
+
+def recent_marks(conn: psycopg.Connection[Any], job_names: Sequence[str], per_job: int) -> dict[str, list[RunMark]]:
+    """The newest `per_job` runs of each job, newest first (a job without runs is absent)."""
+    if not job_names or per_job < 1:
+        return {}
+    marks: dict[str, list[RunMark]] = {}
+    with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(_RECENT_PER_JOB, {"names": list(job_names), "per_job": per_job}).fetchall()
+    for row in rows:
+        marks.setdefault(row["job_name"], []).append(
+            RunMark(str(row["id"]), row["status"], row["created_at"].astimezone(UTC), row["scheduled_for"])
+        )
+    return marks

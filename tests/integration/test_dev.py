@@ -1,4 +1,5 @@
-"""`sp-scheduler dev`: embedded servers, beat and a worker from one command, and nothing left behind after Ctrl-C.
+"""`sp-scheduler dev`: embedded servers, beat, a worker, the notifier and the dashboard from one command, and
+nothing left behind after Ctrl-C.
 
 The dev process runs with SP_DATABASE_URL / SP_REDIS_URL unset, so it starts its own embedded servers
 even where local ones answer, with its data directory (SP_DEV_DIR) under the test's tmp dir.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -18,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from sp_scheduler.errors import ExitCode
@@ -152,7 +155,7 @@ def _clean_up(run: DevRun, recorded: dict[str, int | None]) -> None:
             os.killpg(run.popen.pid, signal.SIGKILL)
             run.popen.wait(timeout=10)
     for name, pid in recorded.items():
-        if pid and name in {"beat", "worker"}:
+        if pid and name in {"beat", "worker", "notifier", "web"}:
             with suppress(ProcessLookupError, PermissionError):
                 os.killpg(pid, signal.SIGKILL)
         elif pid and alive(pid):
@@ -186,10 +189,30 @@ def test_dev_runs_the_heartbeat_and_leaves_nothing_behind_on_ctrl_c(dev: DevRun,
     pids = dev.pids()
     assert pids["dev"] == dev.popen.pid
     children = {name: pid for name, pid in pids.items() if name != "dev" and pid}
-    assert set(children) == {"beat", "worker", "postgres", "redis"}, pids  # embedded servers, not local ones
+    assert set(children) == {"beat", "worker", "notifier", "web", "postgres", "redis"}, pids  # embedded, not local
     assert all(alive(pid) for pid in children.values())
     output = dev.output()
-    assert "beat   | " in output and "worker | " in output
+    assert "beat     | " in output and "worker   | " in output
+    # The notifier's own start line, relayed with its prefix, and its alerts link to the dev dashboard.
+    wait_until(
+        lambda: "notifier | " in dev.output() and "notifier started" in dev.output(),
+        timeout=START_TIMEOUT,
+        message="the notifier's start line in dev's output",
+    )
+    notifier_command = Path(f"/proc/{children['notifier']}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
+    # The banner names the dashboard's address, and the dashboard there shows the heartbeat's runs.
+    address = re.search(r"dashboard (http://127\.0\.0\.1:\d+/)", output)
+    assert address is not None, output
+
+    def dashboard_shows_a_success() -> bool:
+        try:
+            runs = httpx.get(address.group(1) + "api/v1/runs?job=heartbeat", timeout=5).json()["runs"]
+        except httpx.TransportError:
+            return False  # still starting
+        return any(run["status"] == "succeeded" for run in runs)
+
+    wait_until(dashboard_shows_a_success, timeout=30, interval=0.5, message="the dev dashboard to answer")
+    assert notifier_command[-2:] == [b"--web-url", address.group(1).rstrip("/").encode()], notifier_command
 
     os.kill(dev.popen.pid, signal.SIGINT)
     assert dev.popen.wait(timeout=EXIT_TIMEOUT) == 0, dev.output()
@@ -199,12 +222,14 @@ def test_dev_runs_the_heartbeat_and_leaves_nothing_behind_on_ctrl_c(dev: DevRun,
             not any(alive(pid) for pid in children.values())
             and not group_alive(children["beat"])
             and not group_alive(children["worker"])  # the Celery pool processes too
+            and not group_alive(children["notifier"])
+            and not group_alive(children["web"])
             and not processes_mentioning(str(tmp_path))
         )
 
     wait_until(nothing_left, timeout=5, message=f"every process of the dev run to be gone: {children}")
     assert not dev.processes_file.exists()
-    assert "dev    | stopped" in dev.output()
+    assert "dev      | stopped" in dev.output()
 
 
 @pytest.mark.parametrize(

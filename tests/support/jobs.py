@@ -90,6 +90,18 @@ class Chatty(Job):
         return JobResult.success().with_stats(2, 1)
 
 
+class Ticker(Job):
+    name = "ticker"
+    description = "Logs `tick N` every `interval` seconds, `count` times: a run whose lines arrive while it runs"
+
+    async def execute(self, ctx: JobContext) -> JobResult:
+        count = int(ctx.get_parameter("count", 10))
+        for tick in range(count):
+            ctx.logger.info("tick %d", tick)
+            await asyncio.sleep(float(ctx.get_parameter("interval", 0.5)))
+        return JobResult.success().with_stats(count, 0)
+
+
 class CountRows(Job):
     name = "count_rows"
     description = "Queries the database through ctx.db_pool"
@@ -171,6 +183,7 @@ extension = Extension(
         BlockingSleepy(),
         Stubborn(),
         Chatty(),
+        Ticker(),
         CountRows(),
         Params(),
         Startup(),

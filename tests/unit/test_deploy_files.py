@@ -173,6 +173,8 @@ def test_every_variable_is_documented_and_no_secret_is_committed(services: dict[
 
 # Settings only `sp-scheduler dev` reads: they have no meaning in a container.
 DEV_ONLY_VARIABLES = {"SP_DEV_DIR"}
+# Settings only the dashboard (`sp-scheduler web`, compose service `web`) reads.
+DASHBOARD_PREFIX = "SP_WEB_"
 
 
 def test_compose_passes_every_setting_the_code_reads(services: dict[str, dict[str, Any]]) -> None:
@@ -181,9 +183,20 @@ def test_compose_passes_every_setting_the_code_reads(services: dict[str, dict[st
     for path in [*ROOT.joinpath("sp_scheduler").rglob("*.py"), *ROOT.joinpath("workers").rglob("*.py")]:
         read |= set(re.findall(r"[\"'](SP_[A-Z0-9_]+)[\"']", path.read_text()))
     assert "SP_DISCORD_WEBHOOK_URL" in read, "the scan should find the settings the code reads"
+    dashboard = {name for name in read if name.startswith(DASHBOARD_PREFIX)}
     for name in ("beat", "worker"):
-        missing = read - DEV_ONLY_VARIABLES - set(services[name]["environment"])
+        missing = read - DEV_ONLY_VARIABLES - dashboard - set(services[name]["environment"])
         assert not missing, f"compose service {name!r} does not pass {sorted(missing)}"
+    missing = read - DEV_ONLY_VARIABLES - set(services["web"]["environment"])
+    assert not missing, f"compose service 'web' does not pass {sorted(missing)}"
+
+
+def test_the_dashboard_is_published_on_loopback_only(services: dict[str, dict[str, Any]]) -> None:
+    web = services["web"]
+    assert image_command(web)[:2] == ["sp-scheduler", "web"]
+    resolve(image_command(web))
+    assert all(port.startswith("127.0.0.1:") for port in web["ports"])
+    assert web["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}
 
 
 def test_compose_healthchecks_run_real_commands(services: dict[str, dict[str, Any]]) -> None:
@@ -246,6 +259,7 @@ def test_procfile_lines_are_real_sp_scheduler_commands() -> None:
     assert processes["release"] == "exec sp-scheduler db migrate"
     assert processes["beat"] == "exec sp-scheduler beat"
     assert processes["worker"] == "exec sp-scheduler worker"
+    assert processes["web"] == "exec sp-scheduler web"
     for command in processes.values():
         words = shlex.split(command)
         assert words[0] == "exec"
