@@ -12,6 +12,7 @@ from markupsafe import Markup
 
 from sp_scheduler.catalog import Catalog, effective_enabled
 from sp_scheduler.cron import load_zone
+from sp_scheduler.cron_describe import describe
 from sp_scheduler.documents.jobs import enabled_source, next_fire, read_job_details, short_source
 from sp_scheduler.documents.runs import RunFilter, encode_cursor, read_runs, run_logs
 from sp_scheduler.run_status import FAILED_STATUSES, RUN_STATUSES
@@ -44,6 +45,7 @@ class JobRow:
 
     name: str
     schedule: str
+    schedule_text: str | None  # the schedule in words (cron_describe), None when manual-only
     configured: bool
     timezone: str
     next_run: datetime | None
@@ -94,6 +96,7 @@ def jobs_rows(catalog: Catalog, facts: LedgerFacts, now: datetime) -> list[JobRo
             JobRow(
                 name=definition.name,
                 schedule=definition.schedule,
+                schedule_text=describe(definition.schedule) if definition.cron is not None else None,
                 configured=definition.configured,
                 timezone=definition.timezone,
                 next_run=fire.astimezone(load_zone(definition.timezone)) if fire else None,

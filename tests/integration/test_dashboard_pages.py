@@ -62,6 +62,7 @@ def test_the_jobs_page_shows_state_source_lateness_and_the_strip(
     assert by_hand is not None and "<td>no</td>" in by_hand.group(0) and "<td>override</td>" in by_hand.group(0)
     berlin = re.search(r'<tr id="job-berlin".*?</tr>', html, re.S)
     assert berlin is not None and "LATE" not in berlin.group(0)  # never ran: not late (yet)
+    assert '<span class="reading">every day at 02:30:00</span>' in berlin.group(0)
     expected = CronExpression.parse("0 30 2 * * *", "Europe/Berlin").next_after(datetime.now(UTC))
     assert expected.isoformat(sep=" ") in berlin.group(0)  # in the job's own zone, with its offset
 
@@ -87,7 +88,7 @@ def test_the_job_page_compares_sources_and_lists_ten_fire_times(
         now = cron.next_after(now)
         expected.append(now.isoformat(sep=" "))
     assert fires == expected
-    assert "<code>0 30 2 * * *</code> in Europe/Berlin" in html
+    assert '<code>0 30 2 * * *</code>: <span class="reading">every day at 02:30:00</span> in Europe/Berlin' in html
     assert 'id="override">none' in html
     set_enabled(conn, "berlin", enabled=False, actor="bob", reason="holiday")
     html = pages.get("/jobs/berlin").text
