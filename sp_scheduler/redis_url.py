@@ -169,9 +169,13 @@ def celery_broker(url: str, **socket_options: Any) -> tuple[str, dict[str, Any],
     A Sentinel URL becomes kombu's form: one `sentinel://` URL per Sentinel joined by `;` (each with
     the master's credentials and the db), `master_name`, and `sentinel_kwargs` for the Sentinels' ACL
     user, password and TLS; `broker_use_ssl` carries the master's TLS options.
+
+    A plain `rediss://` URL gets `broker_use_ssl` too: kombu turns TLS on from the URL only when its
+    query has `ssl_*` parameters, so with the transport named explicitly (celery_app.py) a bare
+    `rediss://` would connect in plain text. The URL's own `ssl_*` parameters replace this default.
     """
     if not is_sentinel_url(url):
-        return url, {}, None
+        return url, {}, {CERT_REQS_PARAM: ssl.CERT_REQUIRED} if url.lower().startswith("rediss://") else None
     target = parse_sentinel_url(url)
     credentials = ""
     if target.username or target.password:

@@ -66,6 +66,14 @@ def test_kombu_gets_one_sentinel_url_per_host_and_the_master_name() -> None:
     assert celery_broker("redis://h:6379/0") == ("redis://h:6379/0", {}, None)
 
 
+def test_a_bare_rediss_url_still_gives_kombu_tls_and_the_urls_own_ssl_options_win() -> None:
+    assert celery_broker("rediss://h:6380/0") == ("rediss://h:6380/0", {}, {"ssl_cert_reqs": ssl.CERT_REQUIRED})
+    bare = configured_app(Settings(redis_url="rediss://:pw@h:6380/0")).connection_for_write()
+    assert bare.ssl == {"ssl_cert_reqs": ssl.CERT_REQUIRED}
+    query = configured_app(Settings(redis_url="rediss://h:6380/0?ssl_ca_certs=/ca.pem")).connection_for_write()
+    assert query.ssl == {"ssl_ca_certs": "/ca.pem"}  # redis-py then requires a certificate, its default
+
+
 def test_redbeat_gets_its_sentinel_form() -> None:
     url, options, use_ssl = redbeat_settings("redis+sentinel://u:pw@h1:1,h2:2/mymaster/3", socket_timeout=5.0)
     assert url == "redis-sentinel://" and use_ssl is None
