@@ -11,7 +11,7 @@ from sp_scheduler import keys
 from sp_scheduler.cli.state import CliState, echo_json, echo_table, iso, pass_state
 from sp_scheduler.config import DEFAULT_QUEUE
 from sp_scheduler.errors import BrokerUnavailable
-from sp_scheduler.redact import redis_problem
+from sp_scheduler.redact import redis_problem, redis_where
 from sp_scheduler.redis_clients import master_address, redis_client
 from sp_scheduler.redis_url import is_sentinel_url, parse_sentinel_url
 from sp_scheduler.run_status import FAILED_STATUSES
@@ -59,6 +59,14 @@ def _sentinel_master(state: CliState) -> str | None:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+def _redis_in_use(url: str, master: str | None) -> str:
+    """The Redis this process talks to, for the `redis:` line: the Sentinels' master, or the URL's server."""
+    tls = " over TLS" if url.lower().startswith("rediss") else ""
+    if master is not None:
+        return f"master {master} ({parse_sentinel_url(url).master_name}, from Sentinel{tls})"
+    return f"{redis_where(url)}{tls}"
+
+
 @click.command("status")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option(
@@ -104,6 +112,7 @@ def status_cmd(state: CliState, as_json: bool, check: bool) -> None:
                 "workers": seen,
                 "queues": depths,
                 "dead_letters": dead_letters,
+                "redis": redis_where(state.settings.redis_url),
                 "redis_master": master,
                 "jobs": [{**job.to_dict(), "alert": _alert_dict(alerts.get(job.name))} for job in health],
                 "alert_delivery": delivery.to_dict(),
@@ -122,9 +131,7 @@ def status_cmd(state: CliState, as_json: bool, check: bool) -> None:
         click.echo(f"          standby: {', '.join(standby)}")
     click.echo(f"workers:  {len(seen)} seen in the last minute" + (f" ({', '.join(seen)})" if seen else ""))
     click.echo("queues:   " + ", ".join(f"{queue} {depth} waiting" for queue, depth in depths.items()))
-    if master:
-        name = parse_sentinel_url(state.settings.redis_url).master_name
-        click.echo(f"redis:    master {master} ({name}, from Sentinel)")
+    click.echo(f"redis:    {_redis_in_use(state.settings.redis_url, master)}")
     if dead_letters:
         click.echo(f"          {dead_letters} set aside as unusable (see `sp-scheduler queue dead-letters`)")
     if delivery.retrying or delivery.gave_up:

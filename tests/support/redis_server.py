@@ -115,11 +115,13 @@ class StandaloneRedis:
     tls: TlsFiles | None
     popen: subprocess.Popen[bytes]
 
-    def url(self, db: int = 0) -> str:
+    def url(self, db: int = 0, *, ca_in_url: bool = True) -> str:
+        """`redis://` or `rediss://` with the ACL user; `ca_in_url=False` leaves the CA to the system's trust."""
         credentials = f"{quote(self.username, safe='')}:{quote(self.password, safe='')}"
         if self.tls is None:
             return f"redis://{credentials}@127.0.0.1:{self.port}/{db}"
-        return f"rediss://{credentials}@127.0.0.1:{self.port}/{db}?{self.tls.url_query()}"
+        query = f"?{self.tls.url_query()}" if ca_in_url else ""
+        return f"rediss://{credentials}@127.0.0.1:{self.port}/{db}{query}"
 
     def client(self) -> redis.Redis:
         tls = self.tls.client_kwargs() if self.tls else {}
