@@ -280,6 +280,13 @@ def sentinel_cluster(
             port = random_free_port()
             cluster.data[port] = _data_node(binary, cluster, f"redis{index}", port, master_port)
             cluster.data[port].start()
+        # Sentinels learn the replicas from the master's INFO, read at once and then every 10 s:
+        # started before the replicas attach, they would take a further 10 s to find them.
+        wait_until(
+            lambda: _attached_replicas(cluster, master_port) >= replicas,
+            timeout=15,
+            message="the replicas did not attach to the master",
+        )
         for index in range(3):
             node = _sentinel_node(binary, directory, index, master_port, cluster)
             cluster.sentinels.append(node)
@@ -290,6 +297,16 @@ def sentinel_cluster(
         yield cluster
     finally:
         cluster.stop()
+
+
+def _attached_replicas(cluster: SentinelCluster, master_port: int) -> int:
+    client = cluster.data_client(master_port)
+    try:
+        return int(client.info("replication").get("connected_slaves", 0))
+    except redis.RedisError:
+        return 0
+    finally:
+        client.close()
 
 
 def _wait_sentinels_know_replicas(cluster: SentinelCluster, replicas: int) -> None:
