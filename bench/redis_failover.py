@@ -1,10 +1,12 @@
 """Redis Sentinel failover under load: the master SIGKILLed several times under two beats and two workers.
 
-    python bench/redis_failover.py [--kills 5] [--between 15]
+    python bench/redis_failover.py [--kills 5] [--between 15] [--secured]
 
 Servers on loopback (tests/support/sentinel.py): a master, a replica and three Sentinels
 (down-after-milliseconds 1000, failover-timeout 3000), with a master password and a distinct
-Sentinel password. Two `sp-scheduler beat` and two `sp-scheduler worker -c 2` processes run on the
+Sentinel password (with `--secured`: ACL users on the data nodes and the Sentinels, the default
+user off, and TLS only everywhere, replication and Sentinel links included, the URL trusting a
+throwaway CA: `rediss+sentinel://`). Two `sp-scheduler beat` and two `sp-scheduler worker -c 2` processes run on the
 `redis+sentinel://` URL against a scratch ledger, with a job every second that also appends each
 execution to a journal file. Each round waits for the replica to be in sync, SIGKILLs the master,
 times the promotion and the first run message published to the new master (its LPUSH count), and
@@ -33,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.support import wait_until
 from tests.support.processes import ManagedProcess, service_env, start_beat, start_worker, write_config
+from tests.support.redis_server import make_tls_files
 from tests.support.sentinel import Failover, fail_over, sentinel_cluster
 from tests.support.servers import scratch_database
 from tests.support.slot_audit import audit_slots, first_run_after, journal_entry
@@ -50,10 +53,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--kills", type=int, default=5, help="times the master is killed")
     parser.add_argument("--between", type=float, default=15.0, help="seconds of normal running between kills")
+    parser.add_argument("--secured", action="store_true", help="ACL users and TLS on every server")
     options = parser.parse_args()
     server = os.environ.get("SP_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
     print(
-        f"kills={options.kills} between={options.between:g}s cores={os.cpu_count()}"
+        f"kills={options.kills} between={options.between:g}s secured={options.secured} cores={os.cpu_count()}"
         f" load={os.getloadavg()[0]:.2f} started {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC"
     )
     with tempfile.TemporaryDirectory() as directory, scratch_database(server, migrated=True) as database_url:
@@ -61,7 +65,9 @@ def main() -> None:
         logs = tmp / "logs"
         logs.mkdir()
         journal = tmp / "journal.txt"
-        with sentinel_cluster(tmp / "redis") as cluster:
+        tls = make_tls_files(tmp / "tls") if options.secured else None
+        user, sentinel_user = ("sp-app", "sp-watcher") if options.secured else (None, None)
+        with sentinel_cluster(tmp / "redis", username=user, sentinel_username=sentinel_user, tls=tls) as cluster:
             config = write_config(tmp / "config.yaml", [journal_entry(journal, JOB)])
             env = service_env(database_url, cluster.url(), config)
             processes: list[ManagedProcess] = []

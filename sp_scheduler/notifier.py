@@ -35,6 +35,7 @@ from sp_scheduler.alert_targets import SendResult, send
 from sp_scheduler.catalog import Catalog, CatalogWatch
 from sp_scheduler.config_alerts import AlertPolicy, Alerts, JobAlerts
 from sp_scheduler.ledger.retry import ALERT_MAX_ATTEMPTS, BEAT_RETRY_DELAYS, Backoff
+from sp_scheduler.redis_clients import redis_client
 from sp_scheduler.run_status import FAILED_STATUSES
 from sp_scheduler.settings import Settings
 from sp_scheduler.status import job_health
@@ -242,11 +243,14 @@ class Notifier:
 
     def _flag_beat(self) -> None:
         """Ask the leading beat to re-read the overrides now (it does every few seconds anyway)."""
+        # redis_client, not Redis.from_url: that reads no redis+sentinel:// URL (it raised ValueError).
+        client = redis_client(self.settings.redis_url, socket_connect_timeout=2, socket_timeout=2)
         try:
-            client = redis.Redis.from_url(self.settings.redis_url, socket_connect_timeout=2, socket_timeout=2)
             client.set(keys.SYNC_REQUESTED, "1", ex=60)
         except redis.RedisError as exc:
             log.warning("could not signal beat after an auto-pause", extra={"error": str(exc)})
+        finally:
+            client.close()
 
 
 def policy_for(catalog: Catalog, alerts: Alerts, job_name: str) -> AlertPolicy:

@@ -1,9 +1,11 @@
 """The Redis URL, read once: a plain server (`redis://`, `rediss://`, `unix://`) or a Sentinel-managed master.
 
-`redis+sentinel://[[user]:password@]host:port[,host:port...]/master_name[/db][?sentinel_password=...]`
+`redis+sentinel://[[user]:password@]host:port[,host:port...]/master_name[/db][?query]`
 (`rediss+sentinel://` for TLS to the Sentinels and the master) names the Sentinels to ask, the master
-name they monitor, the database, the master's credentials (userinfo) and the Sentinels' own password
-(`sentinel_password`, when the Sentinels require one distinct from the master's).
+name they monitor, the database and the master's credentials (userinfo). The query holds what differs
+for the Sentinels (`sentinel_username`, `sentinel_password`: their own ACL user and password) and, with
+`rediss+sentinel://`, the TLS files and checks (`ssl_ca_certs`, `ssl_certfile`, `ssl_keyfile`,
+`ssl_cert_reqs`), which apply to the Sentinels and the master alike, as one CA signs both in practice.
 
 Every Redis user builds from this one reading, so a failover looks the same to all of them:
 `redis_clients.py` makes redis-py clients from it, `celery_broker` gives Celery/kombu its broker
@@ -21,9 +23,18 @@ from typing import Any
 from urllib.parse import parse_qs, quote, unquote
 
 SENTINEL_SCHEMES = {"redis+sentinel": False, "rediss+sentinel": True}  # scheme -> TLS
+SENTINEL_USERNAME_PARAM = "sentinel_username"
 SENTINEL_PASSWORD_PARAM = "sentinel_password"
+# The names redis-py and kombu read from a rediss:// URL's query, so both URL forms take the same ones.
+TLS_FILE_PARAMS = ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile")
+CERT_REQS_PARAM = "ssl_cert_reqs"
+CERT_REQS = {"required": ssl.CERT_REQUIRED, "optional": ssl.CERT_OPTIONAL, "none": ssl.CERT_NONE}
+KNOWN_PARAMS = (SENTINEL_USERNAME_PARAM, SENTINEL_PASSWORD_PARAM, *TLS_FILE_PARAMS, CERT_REQS_PARAM)
 DEFAULT_SENTINEL_PORT = 26379
-SENTINEL_FORM = "redis+sentinel://[[user]:password@]host:port[,host:port...]/master_name[/db][?sentinel_password=...]"
+SENTINEL_FORM = (
+    "redis+sentinel://[[user]:password@]host:port[,host:port...]/master_name[/db]"
+    "[?sentinel_username=...&sentinel_password=...]"
+)
 
 
 class RedisUrlError(ValueError):
@@ -39,8 +50,15 @@ class SentinelUrl:
     db: int = 0
     username: str | None = None
     password: str | None = None
+    sentinel_username: str | None = None
     sentinel_password: str | None = None
     tls: bool = False
+    tls_files: tuple[tuple[str, str], ...] = ()  # (ssl_ca_certs | ssl_certfile | ssl_keyfile, path)
+    cert_reqs: str = "required"
+
+    def ssl_options(self) -> dict[str, Any]:
+        """redis-py's TLS arguments (also kombu's `broker_use_ssl` and RedBeat's `redbeat_redis_use_ssl`)."""
+        return {CERT_REQS_PARAM: CERT_REQS[self.cert_reqs], **dict(self.tls_files)}
 
     def master_kwargs(self) -> dict[str, Any]:
         """Connection arguments for the master (and, through Sentinel, for any replica)."""
@@ -50,16 +68,18 @@ class SentinelUrl:
         if self.password:
             kwargs["password"] = self.password
         if self.tls:
-            kwargs["ssl"] = True
+            kwargs.update(ssl=True, **self.ssl_options())
         return kwargs
 
     def sentinel_kwargs(self, **socket_options: Any) -> dict[str, Any]:
-        """Connection arguments for the Sentinels themselves (their password is not the master's)."""
+        """Connection arguments for the Sentinels themselves (their ACL user and password are not the master's)."""
         kwargs: dict[str, Any] = {key: value for key, value in socket_options.items() if key.startswith("socket_")}
+        if self.sentinel_username:
+            kwargs["username"] = self.sentinel_username
         if self.sentinel_password:
             kwargs["password"] = self.sentinel_password
         if self.tls:
-            kwargs["ssl"] = True
+            kwargs.update(ssl=True, **self.ssl_options())
         return kwargs
 
 
@@ -86,20 +106,34 @@ def parse_sentinel_url(url: str) -> SentinelUrl:
         raise RedisUrlError("no master name: the path must be /master_name[/db]")
     if len(segments) > 2 or (len(segments) == 2 and not segments[1].isdigit()):
         raise RedisUrlError("the path after the master name must be a database number: /master_name[/db]")
-    params = parse_qs(query, keep_blank_values=True)
-    unknown = sorted(set(params) - {SENTINEL_PASSWORD_PARAM})
-    if unknown:
-        raise RedisUrlError(f"unknown query parameter {unknown[0]!r} (only {SENTINEL_PASSWORD_PARAM} is understood)")
-    sentinel_password = params.get(SENTINEL_PASSWORD_PARAM, [""])[-1]
+    params = {name: values[-1] for name, values in parse_qs(query, keep_blank_values=True).items()}
+    tls = SENTINEL_SCHEMES[scheme.lower()]
+    _check_params(params, tls)
     return SentinelUrl(
         hosts=hosts,
         master_name=segments[0],
         db=int(segments[1]) if len(segments) == 2 else 0,
         username=unquote(username) or None,
         password=unquote(password) if has_password and password else None,
-        sentinel_password=sentinel_password or None,
-        tls=SENTINEL_SCHEMES[scheme.lower()],
+        sentinel_username=params.get(SENTINEL_USERNAME_PARAM) or None,
+        sentinel_password=params.get(SENTINEL_PASSWORD_PARAM) or None,
+        tls=tls,
+        tls_files=tuple((name, params[name]) for name in TLS_FILE_PARAMS if params.get(name)),
+        cert_reqs=params.get(CERT_REQS_PARAM) or "required",
     )
+
+
+def _check_params(params: dict[str, str], tls: bool) -> None:
+    """RedisUrlError for a query parameter that is unknown, has a bad value, or asks for TLS without TLS."""
+    unknown = sorted(set(params) - set(KNOWN_PARAMS))
+    if unknown:
+        raise RedisUrlError(f"unknown query parameter {unknown[0]!r} (understood: {', '.join(KNOWN_PARAMS)})")
+    tls_params = [name for name in (*TLS_FILE_PARAMS, CERT_REQS_PARAM) if name in params]
+    if tls_params and not tls:
+        raise RedisUrlError(f"query parameter {tls_params[0]!r} needs TLS: use rediss+sentinel://")
+    reqs = params.get(CERT_REQS_PARAM)
+    if reqs is not None and reqs not in CERT_REQS:
+        raise RedisUrlError(f"{CERT_REQS_PARAM} must be one of {', '.join(CERT_REQS)}")
 
 
 def _host_port(item: str, number: int) -> tuple[str, int]:
@@ -133,11 +167,15 @@ def celery_broker(url: str, **socket_options: Any) -> tuple[str, dict[str, Any],
     """(broker URL, extra transport options, broker_use_ssl) for Celery/kombu.
 
     A Sentinel URL becomes kombu's form: one `sentinel://` URL per Sentinel joined by `;` (each with
-    the master's credentials and the db), `master_name`, and `sentinel_kwargs` for the Sentinels'
-    password and TLS.
+    the master's credentials and the db), `master_name`, and `sentinel_kwargs` for the Sentinels' ACL
+    user, password and TLS; `broker_use_ssl` carries the master's TLS options.
+
+    A plain `rediss://` URL gets `broker_use_ssl` too: kombu turns TLS on from the URL only when its
+    query has `ssl_*` parameters, so with the transport named explicitly (celery_app.py) a bare
+    `rediss://` would connect in plain text. The URL's own `ssl_*` parameters replace this default.
     """
     if not is_sentinel_url(url):
-        return url, {}, None
+        return url, {}, {CERT_REQS_PARAM: ssl.CERT_REQUIRED} if url.lower().startswith("rediss://") else None
     target = parse_sentinel_url(url)
     credentials = ""
     if target.username or target.password:
@@ -147,8 +185,7 @@ def celery_broker(url: str, **socket_options: Any) -> tuple[str, dict[str, Any],
         "master_name": target.master_name,
         "sentinel_kwargs": target.sentinel_kwargs(**socket_options),
     }
-    use_ssl = {"ssl_cert_reqs": ssl.CERT_REQUIRED} if target.tls else None
-    return broker, options, use_ssl
+    return broker, options, target.ssl_options() if target.tls else None
 
 
 def redbeat_settings(url: str, **socket_options: Any) -> tuple[str, dict[str, Any], dict[str, Any] | None]:
@@ -166,8 +203,7 @@ def redbeat_settings(url: str, **socket_options: Any) -> tuple[str, dict[str, An
         options["username"] = target.username
     if target.password:
         options["password"] = target.password
-    use_ssl: dict[str, Any] | None = {"ssl_cert_reqs": ssl.CERT_REQUIRED} if target.tls else None
-    return "redis-sentinel://", options, use_ssl
+    return "redis-sentinel://", options, target.ssl_options() if target.tls else None
 
 
 def _netloc(host: str, port: int) -> str:

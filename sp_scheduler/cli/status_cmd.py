@@ -15,6 +15,7 @@ from sp_scheduler.documents.status import (
     read_status,
     status_redis_client,
 )
+from sp_scheduler.redact import redis_where
 from sp_scheduler.redis_url import parse_sentinel_url
 from sp_scheduler.status import CheckCode, JobHealth
 
@@ -25,6 +26,14 @@ def _redis_facts(state: CliState, queues: list[str]) -> RedisFacts:
         return read_redis_facts(client, state.settings.redis_url, queues)
     finally:
         client.close()
+
+
+def _redis_in_use(url: str, master: str | None) -> str:
+    """The Redis this process talks to, for the `redis:` line: the Sentinels' master, or the URL's server."""
+    tls = " over TLS" if url.lower().startswith("rediss") else ""
+    if master is not None:
+        return f"master {master} ({parse_sentinel_url(url).master_name}, from Sentinel{tls})"
+    return f"{redis_where(url)}{tls}"
 
 
 @click.command("status")
@@ -56,9 +65,7 @@ def status_cmd(state: CliState, as_json: bool, check: bool) -> None:
         click.echo(f"          standby: {', '.join(standby)}")
     click.echo(f"workers:  {len(seen)} seen in the last minute" + (f" ({', '.join(seen)})" if seen else ""))
     click.echo("queues:   " + ", ".join(f"{queue} {depth} waiting" for queue, depth in report.queues.items()))
-    if report.redis_master:
-        name = parse_sentinel_url(state.settings.redis_url).master_name
-        click.echo(f"redis:    master {report.redis_master} ({name}, from Sentinel)")
+    click.echo(f"redis:    {_redis_in_use(state.settings.redis_url, report.redis_master)}")
     if report.dead_letters:
         click.echo(f"          {report.dead_letters} set aside as unusable (see `sp-scheduler queue dead-letters`)")
     delivery = report.delivery

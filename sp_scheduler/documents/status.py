@@ -14,7 +14,7 @@ from sp_scheduler import keys
 from sp_scheduler.catalog import Catalog
 from sp_scheduler.config import DEFAULT_QUEUE
 from sp_scheduler.errors import BrokerUnavailable
-from sp_scheduler.redact import redis_problem
+from sp_scheduler.redact import redis_problem, redis_where
 from sp_scheduler.redis_clients import master_address, redis_client
 from sp_scheduler.redis_url import is_sentinel_url
 from sp_scheduler.run_status import FAILED_STATUSES
@@ -42,6 +42,7 @@ class RedisFacts:
     depths: dict[str, int]
     dead_letters: int
     redis_master: str | None = None  # `host:port` the Sentinels report, for a Sentinel URL
+    redis: str = ""  # the URL without its password (redact.redis_where)
 
 
 def status_redis_client(url: str) -> redis.Redis:
@@ -63,7 +64,9 @@ def read_redis_facts(client: redis.Redis, url: str, queues: list[str]) -> RedisF
     except redis.RedisError as exc:
         raise BrokerUnavailable(redis_problem(url, exc)) from None
     depth_by_queue = dict(zip(queues, depths, strict=True))
-    return RedisFacts(leader, instances, workers, depth_by_queue, int(dead_letters), redis_master(url))
+    return RedisFacts(
+        leader, instances, workers, depth_by_queue, int(dead_letters), redis_master(url), redis_where(url)
+    )
 
 
 def redis_master(url: str) -> str | None:
@@ -101,6 +104,7 @@ class StatusReport:
     alerts: dict[str, AlertState] = field(default_factory=dict)
     delivery: DeliveryProblems = field(default_factory=lambda: DeliveryProblems(0, 0, None))
     schema: int | None = None  # only the dashboard's system page asks for it
+    redis: str = ""  # the URL without its password
 
     def to_dict(self) -> dict[str, Any]:
         beat = self.beat
@@ -115,6 +119,7 @@ class StatusReport:
             "workers": self.workers,
             "queues": self.queues,
             "dead_letters": self.dead_letters,
+            "redis": self.redis,
             "redis_master": self.redis_master,
             "jobs": [{**job.to_dict(), "alert": _alert_dict(self.alerts.get(job.name))} for job in self.jobs],
             "alert_delivery": self.delivery.to_dict(),
@@ -154,6 +159,7 @@ def read_status(
         alerts,
         delivery,
         schema,
+        facts.redis,
     )
 
 

@@ -3,16 +3,15 @@
 Every server runs in the foreground as a child of this process (so it can be killed with SIGKILL
 like a crashed host), on a random free port in 20000-60000, with its files in a directory of the
 caller's. The master and replica require `password`; the Sentinels require `sentinel_password`, so
-the two credentials of a `redis+sentinel://` URL are both exercised. `SentinelCluster.url()` is the
-URL sp-scheduler is given.
+the two credentials of a `redis+sentinel://` URL are both exercised. With `username` and
+`sentinel_username` those are ACL users (the default user off), and with `tls` every server,
+replication and Sentinel link included, speaks TLS only. `SentinelCluster.url()` is the URL
+sp-scheduler is given.
 """
 
 from __future__ import annotations
 
-import random
-import shutil
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -23,32 +22,11 @@ from pathlib import Path
 import redis
 
 from tests.support import wait_until
+from tests.support.redis_server import TlsFiles, acl_user_args, random_free_port, redis_server_binary
 
 MASTER_NAME = "spmaster"
 DOWN_AFTER_MS = 1000
 FAILOVER_TIMEOUT_MS = 3000
-PORT_RANGE = (20000, 60000)
-
-
-def random_free_port() -> int:
-    """A port in PORT_RANGE that nothing on 127.0.0.1 listens on right now."""
-    for _ in range(200):
-        port = random.randint(*PORT_RANGE)
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port found in 20000-60000")
-
-
-def redis_server_binary() -> str:
-    """`redis-server` (or `valkey-server`) from PATH: Sentinel mode needs a real server binary."""
-    for name in ("redis-server", "valkey-server"):
-        if found := shutil.which(name):
-            return found
-    raise RuntimeError("no redis-server or valkey-server on PATH: the Sentinel tests need one")
 
 
 @dataclass
@@ -91,31 +69,51 @@ class SentinelCluster:
     directory: Path
     password: str = "master-pw"
     sentinel_password: str = "sentinel-pw"
+    username: str | None = None  # the master's ACL user (None: the default user with `password`)
+    sentinel_username: str | None = None  # the Sentinels' ACL user
+    tls: TlsFiles | None = None
     data: dict[int, Node] = field(default_factory=dict)  # port -> master or replica
     sentinels: list[Node] = field(default_factory=list)
 
     def url(self, db: int = 0) -> str:
         hosts = ",".join(f"127.0.0.1:{node.port}" for node in self.sentinels)
-        return (
-            f"redis+sentinel://:{self.password}@{hosts}/{MASTER_NAME}/{db}?sentinel_password={self.sentinel_password}"
-        )
+        query = f"sentinel_password={self.sentinel_password}"
+        if self.sentinel_username:
+            query = f"sentinel_username={self.sentinel_username}&{query}"
+        if self.tls:
+            query += f"&{self.tls.url_query()}"
+        scheme = "rediss+sentinel" if self.tls else "redis+sentinel"
+        return f"{scheme}://{self.username or ''}:{self.password}@{hosts}/{MASTER_NAME}/{db}?{query}"
 
     def data_client(self, port: int) -> redis.Redis:
+        tls = self.tls.client_kwargs() if self.tls else {}
         return redis.Redis(
-            host="127.0.0.1", port=port, password=self.password, socket_timeout=2, socket_connect_timeout=2
+            host="127.0.0.1",
+            port=port,
+            username=self.username,
+            password=self.password,
+            socket_timeout=2,
+            socket_connect_timeout=2,
+            **tls,
+        )
+
+    def sentinel_client(self, port: int) -> redis.Redis:
+        tls = self.tls.client_kwargs() if self.tls else {}
+        return redis.Redis(
+            host="127.0.0.1",
+            port=port,
+            username=self.sentinel_username,
+            password=self.sentinel_password,
+            socket_timeout=1,
+            socket_connect_timeout=1,
+            **tls,
         )
 
     def reported_master(self) -> int | None:
         """The master's port as a majority of the Sentinels report it (None while they disagree or are down)."""
         seen: dict[int, int] = {}
         for node in self.sentinels:
-            client = redis.Redis(
-                host="127.0.0.1",
-                port=node.port,
-                password=self.sentinel_password,
-                socket_timeout=1,
-                socket_connect_timeout=1,
-            )
+            client = self.sentinel_client(node.port)
             try:
                 reply = client.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", MASTER_NAME)
             except redis.RedisError:
@@ -195,24 +193,30 @@ class SentinelCluster:
                 node.stop()
 
 
-def _data_node(binary: str, directory: Path, name: str, port: int, password: str, replica_of: int | None) -> Node:
-    node_dir = directory / name
+def _data_node(binary: str, cluster: SentinelCluster, name: str, port: int, replica_of: int | None) -> Node:
+    node_dir = cluster.directory / name
     node_dir.mkdir(parents=True, exist_ok=True)
     args = [
         binary,
-        "--port", str(port),
         "--bind", "127.0.0.1",
         "--dir", str(node_dir),
         "--save", "",
         "--appendonly", "no",
-        "--requirepass", password,
-        "--masterauth", password,
+        "--masterauth", cluster.password,
         "--repl-diskless-sync", "yes",
         "--repl-diskless-sync-delay", "0",
     ]  # fmt: skip
+    if cluster.username:
+        args += [*acl_user_args(cluster.username, cluster.password), "--masteruser", cluster.username]
+    else:
+        args += ["--requirepass", cluster.password]
+    if cluster.tls:
+        args += [*cluster.tls.server_args(port), "--tls-replication", "yes"]
+    else:
+        args += ["--port", str(port)]
     if replica_of is not None:
         args += ["--replicaof", "127.0.0.1", str(replica_of)]
-    return Node(name, port, args, directory / f"{name}.log")
+    return Node(name, port, args, cluster.directory / f"{name}.log")
 
 
 def _sentinel_node(binary: str, directory: Path, index: int, master_port: int, cluster: SentinelCluster) -> Node:
@@ -220,41 +224,69 @@ def _sentinel_node(binary: str, directory: Path, index: int, master_port: int, c
     node_dir = directory / f"sentinel{index}"
     node_dir.mkdir(parents=True, exist_ok=True)
     conf = node_dir / "sentinel.conf"  # Sentinel rewrites its config file, so each has its own
-    conf.write_text(
-        "\n".join(
-            [
-                f"port {port}",
-                "bind 127.0.0.1",
-                f"dir {node_dir}",
-                f"requirepass {cluster.sentinel_password}",
-                f"sentinel sentinel-pass {cluster.sentinel_password}",
-                f"sentinel monitor {MASTER_NAME} 127.0.0.1 {master_port} 2",
-                f"sentinel auth-pass {MASTER_NAME} {cluster.password}",
-                f"sentinel down-after-milliseconds {MASTER_NAME} {DOWN_AFTER_MS}",
-                f"sentinel failover-timeout {MASTER_NAME} {FAILOVER_TIMEOUT_MS}",
-                f"sentinel parallel-syncs {MASTER_NAME} 1",
-                "",
-            ]
-        )
-    )
+    conf.write_text("\n".join([*_sentinel_config(cluster, port, node_dir, master_port), ""]))
     return Node(f"sentinel{index}", port, [binary, str(conf), "--sentinel"], directory / f"sentinel{index}.log")
 
 
+def _sentinel_config(cluster: SentinelCluster, port: int, node_dir: Path, master_port: int) -> list[str]:
+    """One Sentinel's configuration: its own login (ACL user or password, also used between Sentinels),
+    the master's login, TLS when the cluster has it, and the short failover timings of the tests."""
+    lines = ["bind 127.0.0.1", f"dir {node_dir}", f"sentinel sentinel-pass {cluster.sentinel_password}"]
+    if cluster.sentinel_username:
+        lines += [
+            "user default off",
+            f"user {cluster.sentinel_username} on >{cluster.sentinel_password} ~* &* +@all",
+            f"sentinel sentinel-user {cluster.sentinel_username}",
+        ]
+    else:
+        lines.append(f"requirepass {cluster.sentinel_password}")
+    if cluster.tls:
+        options = cluster.tls.server_args(port)
+        lines += [f"{name[2:]} {value}" for name, value in zip(options[::2], options[1::2], strict=True)]
+        lines.append("tls-replication yes")  # TLS to the master, the replicas and the other Sentinels
+    else:
+        lines.append(f"port {port}")
+    lines.append(f"sentinel monitor {MASTER_NAME} 127.0.0.1 {master_port} 2")
+    if cluster.username:
+        lines.append(f"sentinel auth-user {MASTER_NAME} {cluster.username}")
+    return [
+        *lines,
+        f"sentinel auth-pass {MASTER_NAME} {cluster.password}",
+        f"sentinel down-after-milliseconds {MASTER_NAME} {DOWN_AFTER_MS}",
+        f"sentinel failover-timeout {MASTER_NAME} {FAILOVER_TIMEOUT_MS}",
+        f"sentinel parallel-syncs {MASTER_NAME} 1",
+    ]
+
+
 @contextmanager
-def sentinel_cluster(directory: Path, *, replicas: int = 1) -> Iterator[SentinelCluster]:
+def sentinel_cluster(
+    directory: Path,
+    *,
+    replicas: int = 1,
+    username: str | None = None,
+    sentinel_username: str | None = None,
+    tls: TlsFiles | None = None,
+) -> Iterator[SentinelCluster]:
     """A master, `replicas` replicas and three Sentinels, all up and agreeing; everything stopped afterwards."""
     binary = redis_server_binary()
-    cluster = SentinelCluster(directory)
+    cluster = SentinelCluster(directory, username=username, sentinel_username=sentinel_username, tls=tls)
     try:
         master_port = random_free_port()
-        master = _data_node(binary, directory, "redis0", master_port, cluster.password, None)
+        master = _data_node(binary, cluster, "redis0", master_port, None)
         cluster.data[master_port] = master
         master.start()
         wait_until(lambda: cluster.role(master_port) == "master", timeout=15, message="the master did not start")
         for index in range(1, replicas + 1):
             port = random_free_port()
-            cluster.data[port] = _data_node(binary, directory, f"redis{index}", port, cluster.password, master_port)
+            cluster.data[port] = _data_node(binary, cluster, f"redis{index}", port, master_port)
             cluster.data[port].start()
+        # Sentinels learn the replicas from the master's INFO, read at once and then every 10 s:
+        # started before the replicas attach, they would take a further 10 s to find them.
+        wait_until(
+            lambda: _attached_replicas(cluster, master_port) >= replicas,
+            timeout=15,
+            message="the replicas did not attach to the master",
+        )
         for index in range(3):
             node = _sentinel_node(binary, directory, index, master_port, cluster)
             cluster.sentinels.append(node)
@@ -267,12 +299,22 @@ def sentinel_cluster(directory: Path, *, replicas: int = 1) -> Iterator[Sentinel
         cluster.stop()
 
 
+def _attached_replicas(cluster: SentinelCluster, master_port: int) -> int:
+    client = cluster.data_client(master_port)
+    try:
+        return int(client.info("replication").get("connected_slaves", 0))
+    except redis.RedisError:
+        return 0
+    finally:
+        client.close()
+
+
 def _wait_sentinels_know_replicas(cluster: SentinelCluster, replicas: int) -> None:
     """Each Sentinel has discovered the replicas and the other Sentinels: a failover can start at once."""
 
     def ready() -> bool:
         for node in cluster.sentinels:
-            client = redis.Redis(host="127.0.0.1", port=node.port, password=cluster.sentinel_password, socket_timeout=1)
+            client = cluster.sentinel_client(node.port)
             try:
                 state = client.execute_command("SENTINEL", "MASTER", MASTER_NAME)
             except redis.RedisError:

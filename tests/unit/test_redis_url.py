@@ -9,6 +9,7 @@ import pytest
 
 from sp_scheduler.celery_app import configured_app
 from sp_scheduler.errors import UsageError
+from sp_scheduler.redis_clients import redis_client
 from sp_scheduler.redis_url import (
     SentinelUrl,
     celery_broker,
@@ -54,10 +55,23 @@ def test_kombu_gets_one_sentinel_url_per_host_and_the_master_name() -> None:
     )
     assert options == {
         "master_name": "mymaster",
-        "sentinel_kwargs": {"socket_connect_timeout": 5, "password": "sp@ss", "ssl": True},
+        "sentinel_kwargs": {
+            "socket_connect_timeout": 5,
+            "password": "sp@ss",
+            "ssl": True,
+            "ssl_cert_reqs": ssl.CERT_REQUIRED,
+        },
     }
     assert use_ssl == {"ssl_cert_reqs": ssl.CERT_REQUIRED}
     assert celery_broker("redis://h:6379/0") == ("redis://h:6379/0", {}, None)
+
+
+def test_a_bare_rediss_url_still_gives_kombu_tls_and_the_urls_own_ssl_options_win() -> None:
+    assert celery_broker("rediss://h:6380/0") == ("rediss://h:6380/0", {}, {"ssl_cert_reqs": ssl.CERT_REQUIRED})
+    bare = configured_app(Settings(redis_url="rediss://:pw@h:6380/0")).connection_for_write()
+    assert bare.ssl == {"ssl_cert_reqs": ssl.CERT_REQUIRED}
+    query = configured_app(Settings(redis_url="rediss://h:6380/0?ssl_ca_certs=/ca.pem")).connection_for_write()
+    assert query.ssl == {"ssl_ca_certs": "/ca.pem"}  # redis-py then requires a certificate, its default
 
 
 def test_redbeat_gets_its_sentinel_form() -> None:
@@ -85,6 +99,8 @@ def test_redbeat_gets_its_sentinel_form() -> None:
         ("redis+sentinel://h1:1,h2:70000/mymaster", "Sentinel host 2 has a bad port"),
         ("redis+sentinel://h1:1/mymaster/zero", "must be a database number"),
         ("redis+sentinel://h1:1/mymaster?password=x", "unknown query parameter 'password'"),
+        ("redis+sentinel://h1:1/mymaster?ssl_ca_certs=/ca.pem", "'ssl_ca_certs' needs TLS: use rediss+sentinel://"),
+        ("rediss+sentinel://h1:1/m?ssl_cert_reqs=maybe", "ssl_cert_reqs must be one of required, optional, none"),
     ],
 )
 def test_a_bad_sentinel_url_is_one_line_naming_what_is_wrong(url: str, problem: str) -> None:
@@ -121,3 +137,52 @@ def test_a_sentinel_url_configures_the_guarded_sentinel_transport_and_redbeat() 
     plain = configured_app(Settings(redis_url="redis://h:6379/0")).conf
     assert plain.broker_url == "redis://h:6379/0" and plain.redbeat_redis_url == "redis://h:6379/0"
     assert plain.broker_transport == "sp_scheduler.queue_guard:GuardedTransport"
+
+
+ACL_TLS = (
+    "rediss+sentinel://app:pw@h1:1,h2:2/mymaster/0"
+    "?sentinel_username=watcher&sentinel_password=spw&ssl_ca_certs=/etc/ca.pem"
+    "&ssl_certfile=/etc/client.pem&ssl_keyfile=/etc/client.key&ssl_cert_reqs=optional"
+)
+TLS_OPTIONS = {
+    "ssl_cert_reqs": ssl.CERT_OPTIONAL,
+    "ssl_ca_certs": "/etc/ca.pem",
+    "ssl_certfile": "/etc/client.pem",
+    "ssl_keyfile": "/etc/client.key",
+}
+
+
+def test_the_sentinels_acl_user_and_the_tls_files_are_read_from_the_query() -> None:
+    target = parse_sentinel_url(ACL_TLS)
+    assert (target.username, target.password) == ("app", "pw")
+    assert (target.sentinel_username, target.sentinel_password) == ("watcher", "spw")
+    assert target.ssl_options() == TLS_OPTIONS
+    assert parse_sentinel_url("rediss+sentinel://h:1/m").ssl_options() == {"ssl_cert_reqs": ssl.CERT_REQUIRED}
+
+
+def test_the_sentinels_user_and_tls_reach_kombu_redbeat_and_redis_py_alike() -> None:
+    sentinels = {"socket_timeout": 5.0, "username": "watcher", "password": "spw", "ssl": True, **TLS_OPTIONS}
+    _, broker_options, broker_ssl = celery_broker(ACL_TLS, socket_timeout=5.0)
+    assert broker_options["sentinel_kwargs"] == sentinels and broker_ssl == TLS_OPTIONS
+    _, redbeat_options, redbeat_ssl = redbeat_settings(ACL_TLS, socket_timeout=5.0)
+    assert redbeat_options["sentinel_kwargs"] == sentinels and redbeat_ssl == TLS_OPTIONS
+    assert (redbeat_options["username"], redbeat_options["password"]) == ("app", "pw")
+    target = parse_sentinel_url(ACL_TLS)
+    assert target.master_kwargs() == {"db": 0, "username": "app", "password": "pw", "ssl": True, **TLS_OPTIONS}
+
+
+def test_beats_and_the_clis_redis_py_client_asks_the_sentinels_as_their_acl_user_over_tls() -> None:
+    client = redis_client(ACL_TLS, socket_timeout=5.0)
+    pool = client.connection_pool
+    assert pool.connection_kwargs["username"] == "app" and pool.connection_kwargs["ssl_ca_certs"] == "/etc/ca.pem"
+    for node in pool.sentinel_manager.sentinels:
+        kwargs = node.connection_pool.connection_kwargs
+        assert (kwargs["username"], kwargs["password"], kwargs["ssl_ca_certs"]) == ("watcher", "spw", "/etc/ca.pem")
+        assert node.connection_pool.connection_class.__name__ == "SSLConnection"
+
+
+def test_the_configured_app_hands_the_sentinel_user_and_tls_to_the_broker_and_redbeat() -> None:
+    conf = configured_app(Settings(redis_url=ACL_TLS)).conf
+    assert conf.broker_use_ssl == TLS_OPTIONS and conf.redbeat_redis_use_ssl == TLS_OPTIONS
+    assert conf.broker_transport_options["sentinel_kwargs"]["username"] == "watcher"
+    assert conf.redbeat_redis_options["sentinel_kwargs"]["username"] == "watcher"
