@@ -53,6 +53,8 @@ def ensure_tracking(conn: psycopg.Connection[Any]) -> int | None:
     the fill reads it, so no run written by a process of the older release falls between the fill and
     the trigger. The caller holds the migration lock. Returns the summary rows written.
     """
+    if tracking_installed(conn):  # the common case: no lock taken, writers never wait on a `db migrate`
+        return None
     with conn.transaction(), conn.cursor(row_factory=tuple_row) as cur:
         cur.execute("LOCK TABLE sp_job_runs IN SHARE ROW EXCLUSIVE MODE")
         row = cur.execute(_HAS_TRIGGER).fetchone()

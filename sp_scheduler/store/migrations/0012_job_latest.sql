@@ -23,3 +23,6 @@ CREATE TABLE sp_job_latest (
 -- A job's rows newest first (the strip, the newest of given statuses), and per kind (the trigger's prune).
 CREATE INDEX sp_job_latest_job_created_idx ON sp_job_latest (job_name, created_at DESC, run_id DESC);
 CREATE INDEX sp_job_latest_job_kind_idx ON sp_job_latest (job_name, status, trigger, created_at DESC, run_id DESC);
+-- The rows the trigger may prune, newest first: it walks past the 20 newest without reading live ones.
+CREATE INDEX sp_job_latest_job_prunable_idx ON sp_job_latest (job_name, created_at DESC, run_id DESC)
+    WHERE status NOT IN ('queued', 'running', 'lost');
