@@ -301,6 +301,7 @@ $$;
 -- enable_seqscan is off inside it: a session plans these statements once and keeps the plan, and a
 -- plan made while the summary's statistics still described it empty (a new install) scanned all of
 -- it on every write once it had grown (3 ms a claim at 3,000 rows); the indexes suit every size.
+-- OFFSET 0 keeps the "newer of its kind" check a probe per candidate, not a join over the job's rows.
 CREATE OR REPLACE FUNCTION sp_job_latest_track()
 RETURNS trigger
 LANGUAGE plpgsql
@@ -327,7 +328,7 @@ BEGIN
                AND c.status NOT IN ('queued', 'running', 'lost')
                AND EXISTS (SELECT 1 FROM sp_job_latest n
                             WHERE n.job_name = c.job_name AND n.status = c.status AND n.trigger = c.trigger
-                              AND (n.created_at, n.run_id) > (c.created_at, c.run_id))
+                              AND (n.created_at, n.run_id) > (c.created_at, c.run_id) OFFSET 0)
                FOR UPDATE SKIP LOCKED);
     END IF;
     RETURN NULL;
