@@ -31,6 +31,7 @@ from starlette.testclient import TestClient  # noqa: E402
 from sp_scheduler.dashboard.app import create_app  # noqa: E402
 from sp_scheduler.settings import Settings  # noqa: E402
 from sp_scheduler.store import connect  # noqa: E402
+from sp_scheduler.store.latest import rebuild_latest  # noqa: E402
 from tests.support.ledger import fill_ledger  # noqa: E402
 from tests.support.servers import scratch_database  # noqa: E402
 
@@ -73,7 +74,8 @@ def main() -> None:
     ):
         started = time.perf_counter()
         for done in range(0, options.rows, FILL_CHUNK):
-            fill_ledger(conn, min(FILL_CHUNK, options.rows - done), first=done + 1, jobs=options.jobs)
+            fill_ledger(conn, min(FILL_CHUNK, options.rows - done), first=done + 1, jobs=options.jobs, summary=False)
+        rebuild_latest(conn)  # the job summary, filled once as `db migrate` fills it (not row by row)
         print(f"rows={options.rows:,} jobs={options.jobs} filled in {time.perf_counter() - started:.0f} s;"
               f" requests={options.requests}; load average {os.getloadavg()[0]:.2f}")  # fmt: skip
         config = Path(scratch) / "config.yaml"

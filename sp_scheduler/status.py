@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from enum import IntEnum
 from typing import Any
 
 from sp_scheduler.catalog import Catalog, effective_enabled
 from sp_scheduler.cron import CronExpression
 from sp_scheduler.jobs import TRIGGERS, Trigger
+from sp_scheduler.schedule_facts import schedule_facts
 
 # The runs whose success or failure says whether a job keeps up with its schedule. A backfill run
 # did the job's work, but for an old slot: its success must not hide that today's slots fail or do not
@@ -23,13 +24,6 @@ LATENESS_TRIGGERS: tuple[Trigger, ...] = tuple(t for t in TRIGGERS if t != "back
 
 BEAT_STALE_SECONDS = 15.0  # a leader that has not ticked for this long is treated as gone
 WORKER_SEEN_SECONDS = 60.0
-
-
-# A job is late when the newest slot older than its late grace has no success since. The grace is
-# the job's timeout when it has one, else one period capped at LATE_GRACE_CAP, never below
-# LATE_GRACE_FLOOR (beat lag, queueing and the run itself must fit in it).
-LATE_GRACE_FLOOR = 60.0
-LATE_GRACE_CAP = 3600.0
 
 
 class CheckCode(IntEnum):
@@ -67,21 +61,11 @@ class JobHealth:
         }
 
 
-def late_grace(period: float, timeout: float | None) -> float:
-    """How long after a slot its success may come before the job counts as late."""
-    return max(LATE_GRACE_FLOOR, timeout if timeout else min(period, LATE_GRACE_CAP))
-
-
 def expected_slot(cron: CronExpression, timeout: float | None, now: datetime) -> tuple[datetime, float, float]:
-    """(the newest slot whose success is due by `now`, the period around now, the grace applied).
-
-    The period is the real gap between the last slot before `now` and the one after it, so a weekday
-    job's period on a weekend is the weekend: `0 0 9 * * MON-FRI` on Sunday expects Friday's run.
-    """
-    latest = cron.prev_before(now)
-    period = (cron.next_after(latest) - latest).total_seconds()
-    grace = late_grace(period, timeout)
-    return cron.prev_before(now - timedelta(seconds=grace)), period, grace
+    """(the newest slot whose success is due by `now`, the period around now, the grace applied);
+    schedule_facts.py says how they are worked out, and caches them."""
+    facts = schedule_facts(cron, timeout, now)
+    return facts.slot, facts.period, facts.grace
 
 
 def job_health(
@@ -107,15 +91,18 @@ def job_health(
         slot: datetime | None = None
         period: float | None = None
         grace: float | None = None
+        next_run: datetime | None = None
         if cron is not None:
-            slot, period, grace = expected_slot(cron, definition.timeout, now)
+            facts = schedule_facts(cron, definition.timeout, now)
+            slot, period, grace = facts.slot, facts.period, facts.grace
+            next_run = facts.next_run if enabled else None
             if enabled:
                 late = success < slot if success is not None else failure is not None
         report.append(
             JobHealth(
                 name=definition.name,
                 enabled=enabled,
-                next_run=cron.next_after(now) if enabled and cron is not None else None,
+                next_run=next_run,
                 last_success=success,
                 last_failure=failure,
                 period_seconds=period,

@@ -13,18 +13,17 @@ from markupsafe import Markup
 from sp_scheduler.catalog import Catalog, effective_enabled
 from sp_scheduler.cron import load_zone
 from sp_scheduler.cron_describe import describe
-from sp_scheduler.documents.jobs import enabled_source, next_fire, read_job_details, short_source
+from sp_scheduler.documents.jobs import enabled_source, read_job_details, short_source
 from sp_scheduler.documents.runs import RunFilter, encode_cursor, read_runs, run_logs
-from sp_scheduler.run_status import FAILED_STATUSES, RUN_STATUSES
+from sp_scheduler.run_status import FAILED_STATUSES, RUN_STATUSES, RunStatus
 from sp_scheduler.status import LATENESS_TRIGGERS, job_health
 from sp_scheduler.store import (
     Override,
-    RunMark,
     RunRecord,
     get_overrides,
     get_run,
     last_with_status,
-    recent_marks,
+    recent_statuses,
 )
 
 STRIP_SLOTS = 20  # runs in a job's status strip on the jobs page
@@ -34,9 +33,9 @@ NEXT_FIRES = 10
 _MARKS = {status: f'<i class="mark {status}" data-status="{status}"></i>' for status in RUN_STATUSES}
 
 
-def strip_markup(marks: list[RunMark]) -> Markup:
-    """A job's last runs as coloured marks, oldest first."""
-    return Markup("".join(_MARKS[mark.status] for mark in reversed(marks) if mark.status in _MARKS))
+def strip_markup(statuses: list[RunStatus]) -> Markup:
+    """A job's last runs (given newest first) as coloured marks, oldest first."""
+    return Markup("".join(_MARKS[status] for status in reversed(statuses) if status in _MARKS))
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +63,7 @@ class LedgerFacts:
     overrides: dict[str, Override]
     successes: dict[str, RunRecord]
     failures: dict[str, RunRecord]
-    marks: dict[str, list[RunMark]]
+    marks: dict[str, list[RunStatus]]
 
 
 def ledger_reads(names: list[str]) -> list[Callable[[psycopg.Connection[Any]], Any]]:
@@ -73,7 +72,7 @@ def ledger_reads(names: list[str]) -> list[Callable[[psycopg.Connection[Any]], A
         get_overrides,
         lambda conn: last_with_status(conn, ["succeeded"], names, triggers=LATENESS_TRIGGERS),
         lambda conn: last_with_status(conn, FAILED_STATUSES, names, triggers=LATENESS_TRIGGERS),
-        lambda conn: recent_marks(conn, names, STRIP_SLOTS),
+        lambda conn: recent_statuses(conn, names, STRIP_SLOTS),
     ]
 
 
@@ -91,7 +90,7 @@ def jobs_rows(catalog: Catalog, facts: LedgerFacts, now: datetime) -> list[JobRo
     for definition, job in zip(catalog, health, strict=True):
         override = overrides.get(definition.name)
         enabled = effective_enabled(catalog, definition, override, now=now)
-        fire = next_fire(definition, enabled, now)
+        fire = job.next_run  # worked out (and cached) by job_health: the same as documents.jobs.next_fire
         rows.append(
             JobRow(
                 name=definition.name,

@@ -10,6 +10,7 @@ from sp_scheduler.store.backfills import enqueue_backfill, release_backfill, slo
 from sp_scheduler.store.claims import claim_run, enqueue_run, finish_run, finish_runs, heartbeat, renew_leases
 from sp_scheduler.store.closing import end_process_runs, interrupt_runs, reap_lost, record_slot, record_slots
 from sp_scheduler.store.connection import RECONNECT_TIMEOUT_SECONDS, connect, conninfo_with_defaults, open_pool
+from sp_scheduler.store.latest import last_runs, last_with_status, recent_statuses
 from sp_scheduler.store.logs import LogRecordRow, query_logs, write_logs
 from sp_scheduler.store.migrate import (
     CODE_SCHEMA_VERSION,
@@ -19,7 +20,7 @@ from sp_scheduler.store.migrate import (
     require_current_schema,
     schema_version,
 )
-from sp_scheduler.store.reads import RunMark, RunPosition, get_run, history, last_runs, last_with_status, recent_marks
+from sp_scheduler.store.reads import RunPosition, get_run, history
 from sp_scheduler.store.records import (
     Claim,
     ClaimOutcome,
@@ -52,7 +53,6 @@ __all__ = [
     "Overlap",
     "Override",
     "OverrideChange",
-    "RunMark",
     "RunOutcome",
     "RunPosition",
     "RunRecord",
@@ -82,7 +82,7 @@ __all__ = [
     "override_changes",
     "query_logs",
     "reap_lost",
-    "recent_marks",
+    "recent_statuses",
     "record_slot",
     "record_slots",
     "release_backfill",

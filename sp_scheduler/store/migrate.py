@@ -23,6 +23,7 @@ from psycopg.rows import tuple_row
 
 from sp_scheduler.errors import SchemaOutOfDate
 from sp_scheduler.store.functions import apply_functions, missing_functions, stale_functions
+from sp_scheduler.store.latest import TRIGGER_NAME, ensure_tracking, tracking_installed
 from sp_scheduler.store.partitions import ensure_partitions
 
 log = logging.getLogger(__name__)
@@ -91,6 +92,10 @@ def require_current_schema(conn: psycopg.Connection[Any]) -> None:
         raise SchemaOutOfDate(
             f"database schema version {current} lacks the functions {', '.join(missing)}: run `sp-scheduler db migrate`"
         )
+    if not tracking_installed(conn):
+        raise SchemaOutOfDate(
+            f"database schema version {current} lacks the trigger {TRIGGER_NAME}: run `sp-scheduler db migrate`"
+        )
     stale = stale_functions(conn)
     if stale:
         log.warning("database functions differ from this code's", extra={"functions": stale, "schema": current})
@@ -125,6 +130,11 @@ def apply_schema(conn: psycopg.Connection[Any]) -> Upgrade:
         if schema_version(conn) > CODE_SCHEMA_VERSION:
             return Upgrade(versions, [])
         functions = apply_functions(conn)
+        # The trigger that keeps sp_job_latest needs its function, so it comes after them; it is created
+        # with the summary's fill in one transaction (store/latest.py).
+        filled = ensure_tracking(conn)
+        if filled is not None:
+            log.info("job summary filled and its trigger created", extra={"rows": filled})
         # This week's partitions and the next ones, so a new ledger's rows never wait in DEFAULT for the
         # retention job's first pass (store/partitions.py).
         ensure_partitions(conn)

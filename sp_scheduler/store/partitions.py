@@ -29,6 +29,8 @@ import psycopg
 from psycopg import errors, sql
 from psycopg.rows import tuple_row
 
+from sp_scheduler.store.latest import MOVING_ROWS, forget_dropped
+
 log = logging.getLogger(__name__)
 
 PERIOD = timedelta(days=7)
@@ -153,6 +155,7 @@ def _attach(
     try:
         with conn.transaction(), conn.cursor(row_factory=tuple_row) as cur:
             cur.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(LOCK_TIMEOUT)))
+            cur.execute(MOVING_ROWS)  # rows leaving DEFAULT for the new partition: no run ends here
             if create:
                 cur.execute(
                     sql.SQL(
@@ -251,6 +254,7 @@ def drop_partition(conn: psycopg.Connection[Any], table: Table, partition: Parti
     began = time.perf_counter()
     copied = 0
     with conn.transaction(), conn.cursor(row_factory=tuple_row) as cur:
+        cur.execute(MOVING_ROWS)  # the kept rows come back with their keys: the same runs, not new ones
         if keep.jobs:
             columns, from_t = _stored_columns(cur, table.name), _stored_columns(cur, table.name, "t")
             copied = cur.execute(
@@ -260,6 +264,8 @@ def drop_partition(conn: psycopg.Connection[Any], table: Table, partition: Parti
                 (list(keep.jobs), list(keep.since)),
             ).rowcount
         cur.execute(sql.SQL("DROP TABLE {}").format(ident))
+        if table is RUNS:
+            forget_dropped(cur, partition.start, partition.end)
     dropped = Step("drop", partition.name, time.perf_counter() - began)
     log.info(
         "partition dropped",

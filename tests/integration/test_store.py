@@ -54,6 +54,7 @@ from sp_scheduler.store import (
     write_logs,
 )
 from sp_scheduler.store.connection import TCP_DEFAULTS
+from sp_scheduler.store.latest import rebuild_latest
 from tests.support import free_port, servers, wait_until
 from tests.support.ledger import LEDGER_READS, SLOT, claim, fill_ledger, ledger_reads
 
@@ -711,7 +712,8 @@ def large_ledger_url(postgres_url: str) -> Iterator[str]:
     """One database of 250,000 finished runs for the read-cost tests (which only read it)."""
     with servers.scratch_database(postgres_url, migrated=True) as url:
         with connect(url, autocommit=True) as conn:
-            fill_ledger(conn, 250_000)
+            fill_ledger(conn, 250_000, summary=False)
+            rebuild_latest(conn)
             pages = conn.execute(  # summed over the partitions (migration 0009)
                 "SELECT sum(c.relpages)::bigint FROM pg_partition_tree('sp_job_runs') p"
                 " JOIN pg_class c ON c.oid = p.relid WHERE p.isleaf"
@@ -726,7 +728,8 @@ def test_history_reads_touch_a_few_pages_of_a_large_ledger(
 ) -> None:
     # Every read the CLI makes goes through an index and touches a number of pages that depends on the
     # limit and the number of jobs, never on the ledger's size (bench/history_bench.py times them at
-    # millions of runs). The busiest, `jobs status`, probes 40 jobs x 3 statuses: about 700 blocks.
+    # millions of runs). The newest runs of each job come from the job summary (store/latest.py): a
+    # probe of it per job, then one primary-key probe in one partition per job.
     with connect(large_ledger_url, autocommit=True) as conn:
         first = read(conn)  # plans and catalog caches are warm, as in a CLI call after its first query
         scans_before, blocks_before = ledger_reads(conn)

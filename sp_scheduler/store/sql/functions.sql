@@ -288,3 +288,88 @@ BEGIN
     RETURN true;
 END;
 $$;
+
+-- sp_job_latest (migration 0012) follows every write of a run's status, whichever path makes it:
+-- claims, outcomes, reaping, interruptions, slots recorded skipped or missed, backfill rows, manual
+-- runs queued by the CLI, and deletions (retention, a backfill whose message Redis refused). The
+-- trigger `sp_job_latest_track` (AFTER INSERT OR DELETE OR UPDATE OF status, per row, on the
+-- partitioned table: cloned onto every partition; store/latest.py creates it) calls this.
+-- A new run of a job prunes that job's rows the summary no longer needs: past its 20 newest finished
+-- runs (LATEST_KEPT in store/latest.py; so past its 20 newest runs too) and not the newest of its
+-- (status, trigger). Rows whose status can still change (queued, running, lost) are never pruned nor
+-- locked (the candidates are chosen first, only prunable ones are locked), so a later update of a run
+-- never waits on a prune; the walk to the candidates skips them through a partial index, so a backfill's
+-- thousand queued rows cost it nothing. Rows another transaction holds are skipped (SKIP LOCKED) and
+-- pruned by a later run, so the prune never waits either. Rows moved between partitions by store/partitions.py (the setting
+-- sp_scheduler.moving_rows is on in that transaction) are no new runs and no deletions: ignored.
+-- enable_seqscan is off inside it: a session plans these statements once and keeps the plan, and a
+-- plan made while the summary's statistics still described it empty (a new install) scanned all of
+-- it on every write once it had grown (3 ms a claim at 3,000 rows); the indexes suit every size.
+-- OFFSET 0 keeps the "newer of its kind" check a probe per candidate, not a join over the job's rows.
+CREATE OR REPLACE FUNCTION sp_job_latest_track()
+RETURNS trigger
+LANGUAGE plpgsql
+SET enable_seqscan = off
+AS $$
+BEGIN
+    IF current_setting('sp_scheduler.moving_rows', true) = 'on' THEN
+        RETURN NULL;
+    END IF;
+    IF TG_OP = 'DELETE' THEN
+        DELETE FROM sp_job_latest WHERE run_id = OLD.id;
+        RETURN NULL;
+    END IF;
+    INSERT INTO sp_job_latest (run_id, job_name, status, trigger, scheduled_for, created_at, partition_at)
+    VALUES (NEW.id, NEW.job_name, NEW.status, NEW.trigger, NEW.scheduled_for, NEW.created_at, NEW.partition_at)
+    ON CONFLICT (run_id) DO UPDATE SET status = excluded.status, partition_at = excluded.partition_at;
+    IF TG_OP = 'INSERT' THEN
+        DELETE FROM sp_job_latest d WHERE d.run_id IN (
+            SELECT c.run_id FROM sp_job_latest c
+             WHERE c.run_id = ANY (ARRAY(
+                       SELECT o.run_id FROM sp_job_latest o
+                        WHERE o.job_name = NEW.job_name AND o.status NOT IN ('queued', 'running', 'lost')
+                        ORDER BY o.created_at DESC, o.run_id DESC OFFSET 20))
+               AND c.status NOT IN ('queued', 'running', 'lost')
+               AND EXISTS (SELECT 1 FROM sp_job_latest n
+                            WHERE n.job_name = c.job_name AND n.status = c.status AND n.trigger = c.trigger
+                              AND (n.created_at, n.run_id) > (c.created_at, c.run_id) OFFSET 0)
+               FOR UPDATE SKIP LOCKED);
+    END IF;
+    RETURN NULL;
+END;
+$$;
+
+-- sp_job_latest from scratch: for every job in sp_job_runs, its 20 newest runs and its newest run of
+-- each (status, trigger). One pass over the ledger grouped in memory, then index probes per job and
+-- per kind. Called once, in the transaction that creates the trigger (store/latest.py), and by tests
+-- and benchmarks after a bulk fill made with the trigger off. Returns the rows written.
+CREATE OR REPLACE FUNCTION sp_job_latest_rebuild()
+RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_rows bigint;
+BEGIN
+    DELETE FROM sp_job_latest;
+    WITH kinds AS MATERIALIZED (
+        SELECT job_name, status, trigger, max(created_at) AS newest FROM sp_job_runs GROUP BY 1, 2, 3
+    ), jobs AS (
+        SELECT DISTINCT job_name FROM kinds
+    )
+    INSERT INTO sp_job_latest (run_id, job_name, status, trigger, scheduled_for, created_at, partition_at)
+    SELECT id, job_name, status, trigger, scheduled_for, created_at, partition_at FROM (
+        SELECT n.* FROM kinds k CROSS JOIN LATERAL (
+            SELECT r.id, r.job_name, r.status, r.trigger, r.scheduled_for, r.created_at, r.partition_at
+              FROM sp_job_runs r
+             WHERE r.job_name = k.job_name AND r.status = k.status AND r.created_at = k.newest
+               AND r.trigger = k.trigger
+             ORDER BY r.id DESC LIMIT 1) n
+        UNION
+        SELECT n.* FROM jobs j CROSS JOIN LATERAL (
+            SELECT r.id, r.job_name, r.status, r.trigger, r.scheduled_for, r.created_at, r.partition_at
+              FROM sp_job_runs r WHERE r.job_name = j.job_name
+             ORDER BY r.created_at DESC, r.id DESC LIMIT 20) n
+    ) chosen;
+    GET DIAGNOSTICS v_rows = ROW_COUNT;
+    RETURN v_rows;
+END;
+$$;
