@@ -38,7 +38,7 @@ from sp_scheduler.ledger.retry import ALERT_MAX_ATTEMPTS, BEAT_RETRY_DELAYS, Bac
 from sp_scheduler.redis_clients import redis_client
 from sp_scheduler.run_status import FAILED_STATUSES
 from sp_scheduler.settings import Settings
-from sp_scheduler.status import job_health
+from sp_scheduler.status import LATENESS_TRIGGERS, job_health
 from sp_scheduler.store import connect, get_overrides, last_with_status
 from sp_scheduler.store.alerts import (
     OutboxEvent,
@@ -208,8 +208,14 @@ class Notifier:
         if not names:
             return
         overrides = {name: o.enabled for name, o in get_overrides(conn).items()}
-        success = {n: r.finished_at or r.created_at for n, r in last_with_status(conn, ["succeeded"], names).items()}
-        failure = {n: r.finished_at or r.created_at for n, r in last_with_status(conn, FAILED_STATUSES, names).items()}
+        success = {
+            n: r.finished_at or r.created_at
+            for n, r in last_with_status(conn, ["succeeded"], names, triggers=LATENESS_TRIGGERS).items()
+        }
+        failure = {
+            n: r.finished_at or r.created_at
+            for n, r in last_with_status(conn, FAILED_STATUSES, names, triggers=LATENESS_TRIGGERS).items()
+        }
         for health in job_health(catalog, overrides, success, failure, datetime.now(UTC)):
             if not health.late:
                 continue

@@ -9,6 +9,8 @@ from typing import Any
 import httpx
 import pytest
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.integration.conftest import System
 from tests.support import free_port, wait_until
@@ -57,6 +59,21 @@ def run_and_wait(system: System, job: str) -> None:
     assert result.exit_code in (0, 1), result.output
 
 
+# A click that follows a link or submits a form returns before the next page is there, and the page
+# before may have an element of the same id: wait for the new page's element or text, never read at once.
+def wait_for_text(browser: Any, element_id: str, text: str) -> None:
+    WebDriverWait(browser, 15).until(
+        expected_conditions.text_to_be_present_in_element((By.ID, element_id), text),
+        message=f"#{element_id} never said {text!r}",
+    )
+
+
+def find(browser: Any, element_id: str) -> Any:
+    return WebDriverWait(browser, 15).until(
+        expected_conditions.presence_of_element_located((By.ID, element_id)), message=f"no #{element_id}"
+    )
+
+
 def strip(browser: Any, job: str) -> list[str]:
     return [
         mark.get_attribute("data-status") for mark in browser.find_elements(By.CSS_SELECTOR, f"#job-{job} .strip .mark")
@@ -67,9 +84,9 @@ def test_from_the_jobs_page_to_a_job_to_a_run_and_its_log_lines(system: System, 
     run_and_wait(system, "chatty")
     browser.get(dashboard + "/")
     browser.find_element(By.LINK_TEXT, "chatty").click()
-    assert browser.find_element(By.TAG_NAME, "h1").text == "chatty"
+    WebDriverWait(browser, 15).until(expected_conditions.text_to_be_present_in_element((By.TAG_NAME, "h1"), "chatty"))
     browser.find_element(By.CSS_SELECTOR, "table.runs tbody tr a").click()
-    assert browser.find_element(By.ID, "run-status").text == "succeeded"
+    assert find(browser, "run-status").text == "succeeded"
     lines = [line.text for line in browser.find_elements(By.CSS_SELECTOR, "#logs .line")]
     assert any("counting items" in line for line in lines)
     assert any("ERROR" in line and "one item failed" in line for line in lines)
@@ -90,19 +107,20 @@ def test_an_action_is_refused_without_the_token_and_done_with_it(system: System,
     browser.get(dashboard + "/jobs/chatty")
     assert "Refused without the token" in browser.find_element(By.ID, "actions").text
     browser.find_element(By.ID, "login-link").click()
-    browser.find_element(By.ID, "login-name").send_keys("tester")
+    find(browser, "login-name").send_keys("tester")
     browser.find_element(By.ID, "login-token").send_keys("not-the-token")
     browser.find_element(By.ID, "login-submit").click()
-    assert "wrong token" in browser.find_element(By.ID, "error-message").text
+    wait_for_text(browser, "error-message", "wrong token")
     assert system.cli_json("jobs", "show", "chatty")["override"] is None
 
     browser.get(dashboard + "/login?next=/jobs/chatty")
     browser.find_element(By.ID, "login-name").send_keys("tester")
     browser.find_element(By.ID, "login-token").send_keys(TOKEN)
     browser.find_element(By.ID, "login-submit").click()
-    browser.find_element(By.ID, "disable-reason").send_keys("from the browser")
+    find(browser, "disable-reason").send_keys("from the browser")
     browser.find_element(By.ID, "disable").click()
-    assert "disabled by tester via web" in browser.find_element(By.ID, "override").text
+    # The job page before the click has an #override too ("none"): wait for the new page's text.
+    wait_for_text(browser, "override", "disabled by tester via web")
     override = system.cli_json("jobs", "show", "chatty")["override"]
     assert (override["enabled"], override["actor"], override["reason"]) == (False, "tester via web", "from the browser")
 
