@@ -13,9 +13,9 @@ from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.integration.conftest import System
-from tests.support import free_port, wait_until
+from tests.support import wait_until
 from tests.support.browser import headless_chromium
-from tests.support.processes import start_process
+from tests.support.processes import start_web
 
 TOKEN = "browser-t0ken"
 
@@ -29,22 +29,8 @@ def dashboard(system: System) -> Iterator[str]:
     """A worker (flushing log lines every second) and `sp-scheduler web --actions`; the dashboard's address."""
     system.configure([manual("chatty", "chatty"), manual("flaky", "fail_softly"), manual("ticker", "ticker")])
     system.worker(SP_RUN_LEASE="3")
-    port = free_port()
-    web = start_process(
-        "web", ["web", "--port", str(port), "--actions"], system.env(SP_WEB_TOKEN=TOKEN), system.log_dir
-    )
+    web, base = start_web(["--actions"], system.env(SP_WEB_TOKEN=TOKEN), system.log_dir)
     system.processes.append(web)
-    base = f"http://127.0.0.1:{port}"
-
-    def serving() -> bool:
-        if web.popen.poll() is not None:
-            raise AssertionError(f"sp-scheduler web exited:\n{web.output()}")
-        try:
-            return httpx.get(f"{base}/api/v1/jobs", timeout=2).status_code == 200
-        except httpx.TransportError:
-            return False
-
-    wait_until(serving, timeout=30, message="sp-scheduler web did not serve")
     yield base
 
 

@@ -9,8 +9,7 @@ import httpx
 import pytest
 
 from tests.integration.conftest import System
-from tests.support import free_port, wait_until
-from tests.support.processes import ManagedProcess, start_process
+from tests.support.processes import ManagedProcess, start_web
 from tests.support.proxy import CuttableProxy, through
 
 
@@ -20,20 +19,8 @@ def web(system: System, database_url: str, proxy: CuttableProxy) -> Iterator[tup
     system.configure(
         [{"name": "nightly", "extension": "testing", "job": "noop", "schedule": "0 0 3 * * *", "enabled": True}]
     )
-    port = free_port()
     env = system.env(SP_DATABASE_URL=through(database_url, proxy))
-    process = start_process("web", ["web", "--port", str(port)], env, system.log_dir)
-    base = f"http://127.0.0.1:{port}"
-
-    def serving() -> bool:
-        if process.popen.poll() is not None:
-            raise AssertionError(f"sp-scheduler web exited with {process.popen.returncode}:\n{process.output()}")
-        try:
-            return httpx.get(f"{base}/api/v1/jobs", timeout=2).status_code == 200
-        except httpx.TransportError:
-            return False
-
-    wait_until(serving, timeout=30, message="sp-scheduler web did not serve")
+    process, base = start_web([], env, system.log_dir)
     yield process, base
     process.stop()
 

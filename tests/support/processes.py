@@ -14,9 +14,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 import yaml
 
-from tests.support import wait_until
+from tests.support import free_port, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 TESTING_EXTENSION = "tests.support.jobs:extension"
@@ -129,3 +130,21 @@ def start_beat(name: str, env: Mapping[str, str], log_dir: Path, *, lead: bool =
 
     wait_until(started, timeout=30, message=f"beat {name} did not start")
     return process
+
+
+def start_web(args: Sequence[str], env: Mapping[str, str], log_dir: Path) -> tuple[ManagedProcess, str]:
+    """`sp-scheduler web` on a free port, once it answers `/api/v1/jobs`; the process and its address."""
+    port = free_port()
+    process = start_process("web", ["web", "--port", str(port), *args], env, log_dir)
+    base = f"http://127.0.0.1:{port}"
+
+    def serving() -> bool:
+        if process.popen.poll() is not None:
+            raise AssertionError(f"sp-scheduler web exited with {process.popen.returncode}:\n{process.output()}")
+        try:
+            return httpx.get(f"{base}/api/v1/jobs", timeout=2).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    wait_until(serving, timeout=30, message="sp-scheduler web did not serve")
+    return process, base
