@@ -6,13 +6,14 @@ Each check appends a one-line reason instead of raising, so validation reports e
 from __future__ import annotations
 
 import math
+from datetime import UTC, datetime
 from typing import Any, Literal, TypedDict
 
 from sp_scheduler.config_alerts import JobAlerts, check_job_alerts
 from sp_scheduler.config_retention import JobRetention, check_job_retention
 from sp_scheduler.config_yaml import strip_lines
-from sp_scheduler.cron import load_zone, parse_schedule
-from sp_scheduler.errors import InvalidCronExpression, InvalidTimeZone
+from sp_scheduler.cron import CronExpression, load_zone, parse_schedule
+from sp_scheduler.errors import InvalidCronExpression, InvalidTimeZone, NoFireTime
 
 Overlap = Literal["skip", "allow"]
 OVERLAP_POLICIES: tuple[Overlap, ...] = ("skip", "allow")
@@ -133,11 +134,27 @@ def check_schedule(values: JobValues, timezone: str, reasons: list[str], warning
         return
     except InvalidTimeZone:
         return  # already reported by the timezone check
+    if expression is not None and not _ever_fires(expression):
+        reasons.append(f"schedule {schedule!r} never fires: no date matches all of its fields")
+        return
     if expression is not None and expression.dom_dow_both_restricted:
         warnings.append(
             f"schedule {schedule!r} restricts both day-of-month and day-of-week: "
             "it fires on days matching EITHER field (classic cron rule)"
         )
+
+
+_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)  # cron has no year field: any instant will do
+
+
+def _ever_fires(expression: CronExpression) -> bool:
+    """Whether the expression has any fire time. `0 0 3 */16 * FRIL` parses, but its days (1 and 17)
+    and the last Friday (day 22 or later) must both match, and never do: beat would find no slot."""
+    try:
+        expression.next_after(_EPOCH)
+    except NoFireTime:
+        return False
+    return True
 
 
 def _not_json(value: Any, where: str) -> str | None:

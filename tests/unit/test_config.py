@@ -73,6 +73,7 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
         + job_yaml("dup")
         + job_yaml("dup")
         + job_yaml("never", "0 0 0 31 2 *")
+        + job_yaml("never_both", "0 0 3 */16 * FRIL")
         + job_yaml("bad_tz")
         + "      timezone: Mars/Olympus\n"
         + "    - name: missing\n      extension: core\n"
@@ -88,6 +89,8 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
     ) in reasons
     assert any(job == "dup" and "duplicate job name" in reason for job, reason in reasons)
     assert any(job == "never" and "never fires" in reason for job, reason in reasons)
+    # Days 1 and 17, and the last Friday (day 22 or later): the parser accepts it, the search finds no date.
+    assert ("never_both", "schedule '0 0 3 */16 * FRIL' never fires: no date matches all of its fields") in reasons
     assert any(job == "bad_tz" and "unknown time zone 'Mars/Olympus'" in reason for job, reason in reasons)
     assert ("missing", "missing required field(s): job, schedule, enabled") in reasons
     assert any(job == "typo" and "unknown key 'overlapp' (did you mean 'overlap'?)" in r for job, r in reasons)
