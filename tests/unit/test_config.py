@@ -97,7 +97,7 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
     assert f"{path}:" in text  # every problem names the file (and line)
     with pytest.raises(ConfigError) as caught:
         load_config(path)
-    assert len(caught.value.problems) == len(report.problems) == 6
+    assert len(caught.value.problems) == len(report.problems) == 7
 
 
 def test_problems_carry_line_numbers(tmp_path: Path) -> None:
