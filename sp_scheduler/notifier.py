@@ -34,12 +34,11 @@ from sp_scheduler.alert_payload import build_payload
 from sp_scheduler.alert_targets import SendResult, send
 from sp_scheduler.catalog import Catalog, CatalogWatch
 from sp_scheduler.config_alerts import AlertPolicy, Alerts, JobAlerts
+from sp_scheduler.documents.status import read_job_health
 from sp_scheduler.ledger.retry import ALERT_MAX_ATTEMPTS, BEAT_RETRY_DELAYS, Backoff
 from sp_scheduler.redis_clients import redis_client
-from sp_scheduler.run_status import FAILED_STATUSES
 from sp_scheduler.settings import Settings
-from sp_scheduler.status import LATENESS_TRIGGERS, job_health
-from sp_scheduler.store import connect, get_overrides, last_with_status
+from sp_scheduler.store import connect, get_overrides
 from sp_scheduler.store.alerts import (
     OutboxEvent,
     PendingDelivery,
@@ -204,19 +203,10 @@ class Notifier:
             self._flag_beat()
 
     def _check_late(self, conn: psycopg.Connection[Any], catalog: Catalog) -> None:
-        names = [d.name for d in catalog if d.cron is not None]
-        if not names:
+        if all(definition.cron is None for definition in catalog):
             return
         overrides = {name: o.enabled for name, o in get_overrides(conn).items()}
-        success = {
-            n: r.finished_at or r.created_at
-            for n, r in last_with_status(conn, ["succeeded"], names, triggers=LATENESS_TRIGGERS).items()
-        }
-        failure = {
-            n: r.finished_at or r.created_at
-            for n, r in last_with_status(conn, FAILED_STATUSES, names, triggers=LATENESS_TRIGGERS).items()
-        }
-        for health in job_health(catalog, overrides, success, failure, datetime.now(UTC)):
+        for health in read_job_health(catalog, overrides, conn, datetime.now(UTC)):
             if not health.late:
                 continue
             detail = {

@@ -127,25 +127,34 @@ class StatusReport:
         }
 
 
-def read_status(
-    catalog: Catalog, facts: RedisFacts, conn: psycopg.Connection[Any], now: datetime, *, with_schema: bool = False
-) -> StatusReport:
-    """The report from Redis's facts and the ledger's overrides, last successes and failures, and alerts."""
-    overrides = {name: override.enabled for name, override in get_overrides(conn).items()}
+def read_job_health(
+    catalog: Catalog, overrides: dict[str, bool], conn: psycopg.Connection[Any], now: datetime
+) -> list[JobHealth]:
+    """Each job's late flag by the rule of `jobs status` (`status.job_health`), from the ledger's last
+    success and failure of each job; backfill runs are left out (`LATENESS_TRIGGERS`), so a backfill of
+    old slots never hides a late job. `jobs status`, the dashboard's API and the notifier read it here."""
     names = catalog.names()
     successes = last_with_status(conn, ["succeeded"], names, triggers=LATENESS_TRIGGERS)
     failures = last_with_status(conn, FAILED_STATUSES, names, triggers=LATENESS_TRIGGERS)
-    alerts = alert_states(conn)
-    delivery = delivery_problems(conn)
-    beat = beat_state(facts.leader, facts.instances, now)
-    seen = recent_workers(facts.workers, now)
-    health = job_health(
+    return job_health(
         catalog,
         overrides,
         {name: run.finished_at or run.created_at for name, run in successes.items()},
         {name: run.finished_at or run.created_at for name, run in failures.items()},
         now,
     )
+
+
+def read_status(
+    catalog: Catalog, facts: RedisFacts, conn: psycopg.Connection[Any], now: datetime, *, with_schema: bool = False
+) -> StatusReport:
+    """The report from Redis's facts and the ledger's overrides, last successes and failures, and alerts."""
+    overrides = {name: override.enabled for name, override in get_overrides(conn).items()}
+    health = read_job_health(catalog, overrides, conn, now)
+    alerts = alert_states(conn)
+    delivery = delivery_problems(conn)
+    beat = beat_state(facts.leader, facts.instances, now)
+    seen = recent_workers(facts.workers, now)
     schema = schema_version(conn) if with_schema else None
     return StatusReport(
         beat,
