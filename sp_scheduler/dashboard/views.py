@@ -15,8 +15,9 @@ from sp_scheduler.cron import load_zone
 from sp_scheduler.cron_describe import describe
 from sp_scheduler.documents.jobs import enabled_source, read_job_details, short_source
 from sp_scheduler.documents.runs import RunFilter, encode_cursor, read_runs, run_logs
+from sp_scheduler.documents.status import health_of_runs
 from sp_scheduler.run_status import FAILED_STATUSES, RUN_STATUSES, RunStatus
-from sp_scheduler.status import LATENESS_TRIGGERS, job_health
+from sp_scheduler.status import LATENESS_TRIGGERS
 from sp_scheduler.store import (
     Override,
     RunRecord,
@@ -79,13 +80,8 @@ def ledger_reads(names: list[str]) -> list[Callable[[psycopg.Connection[Any]], A
 def jobs_rows(catalog: Catalog, facts: LedgerFacts, now: datetime) -> list[JobRow]:
     """Every job with its state, last success and failure, late flag (`status.job_health`) and strip."""
     overrides = facts.overrides
-    health = job_health(
-        catalog,
-        {name: override.enabled for name, override in overrides.items()},
-        {name: run.finished_at or run.created_at for name, run in facts.successes.items()},
-        {name: run.finished_at or run.created_at for name, run in facts.failures.items()},
-        now,
-    )
+    enabled_overrides = {name: override.enabled for name, override in overrides.items()}
+    health = health_of_runs(catalog, enabled_overrides, facts.successes, facts.failures, now)
     rows = []
     for definition, job in zip(catalog, health, strict=True):
         override = overrides.get(definition.name)

@@ -28,7 +28,7 @@ from sp_scheduler.status import (
     job_health,
     recent_workers,
 )
-from sp_scheduler.store import get_overrides, last_with_status, schema_version
+from sp_scheduler.store import RunRecord, get_overrides, last_with_status, schema_version
 from sp_scheduler.store.alerts import AlertState, DeliveryProblems, alert_states, delivery_problems
 
 
@@ -136,6 +136,17 @@ def read_job_health(
     names = catalog.names()
     successes = last_with_status(conn, ["succeeded"], names, triggers=LATENESS_TRIGGERS)
     failures = last_with_status(conn, FAILED_STATUSES, names, triggers=LATENESS_TRIGGERS)
+    return health_of_runs(catalog, overrides, successes, failures, now)
+
+
+def health_of_runs(
+    catalog: Catalog,
+    overrides: dict[str, bool],
+    successes: dict[str, RunRecord],
+    failures: dict[str, RunRecord],
+    now: datetime,
+) -> list[JobHealth]:
+    """`status.job_health` from each job's last successful and failed run (when each ended)."""
     return job_health(
         catalog,
         overrides,
